@@ -1,6 +1,7 @@
 package githubfake_test
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -77,6 +78,7 @@ func TestHTTPCacheAnswersFromMemoryUnlessForced(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		_, _ = io.Copy(io.Discard, resp.Body) // httpcache stores at EOF
 		resp.Body.Close()
 		return resp
 	}

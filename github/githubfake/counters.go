@@ -48,7 +48,7 @@ type TokenCounters struct {
 }
 
 // Route counts the requests to route answered with status, or with any
-// status when status is 0.
+// status when status is 0 (unanswered requests are ByRoute[route][0]).
 func (c Counters) Route(route string, status int) int {
 	if status != 0 {
 		return c.ByRoute[route][status]

@@ -35,7 +35,9 @@ type Fault struct {
 	// Hang never answers: the request blocks until the client gives up or the
 	// server is closed.
 	Hang bool `json:"hang,omitempty"`
-	// Drop closes the connection without answering.
+	// Drop closes the connection without answering. Go's http.Transport
+	// retries an idempotent request once when a reused connection drops, so
+	// give Times >= 2 (or 0) for the client to see the error.
 	Drop bool `json:"drop,omitempty"`
 }
 

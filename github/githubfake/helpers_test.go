@@ -50,6 +50,28 @@ func (t revalidate) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// drainOnClose reads a response body to EOF when it is closed. It sits above
+// httpcache, which stores a response only when its body reaches EOF:
+// go-github's JSON decoder stops after the closing bracket, so with a chunked
+// body (any large list) the EOF is never read and nothing would be cached,
+// making every poll a charged 200. previewd's transport needs the same.
+type drainOnClose struct{ base http.RoundTripper }
+
+func (t drainOnClose) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(r)
+	if err == nil {
+		resp.Body = drainingBody{resp.Body}
+	}
+	return resp, err
+}
+
+type drainingBody struct{ io.ReadCloser }
+
+func (b drainingBody) Close() error {
+	_, _ = io.Copy(io.Discard, io.LimitReader(b.ReadCloser, 64<<20))
+	return b.ReadCloser.Close()
+}
+
 type clientMode int
 
 const (
@@ -67,11 +89,11 @@ func transport(t testing.TB, tk string, mode clientMode) http.RoundTripper {
 	case revalidating:
 		ct := httpcache.NewTransport(httpcache.NewMemoryCache())
 		ct.Transport = revalidate{base: rt}
-		rt = ct
+		rt = drainOnClose{base: ct}
 	case cachedPlain:
 		ct := httpcache.NewTransport(httpcache.NewMemoryCache())
 		ct.Transport = rt
-		rt = ct
+		rt = drainOnClose{base: ct}
 	}
 	return rt
 }

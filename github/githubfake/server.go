@@ -455,14 +455,14 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.wait(r, delay) {
 		s.recordUnanswered(r, m)
-		return
+		panic(http.ErrAbortHandler) // no answer: the client left or the server closed
 	}
 	if f != nil {
 		switch {
 		case f.Hang:
 			s.wait(r, -1)
 			s.recordUnanswered(r, m)
-			return
+			panic(http.ErrAbortHandler)
 		case f.Drop:
 			s.recordUnanswered(r, m)
 			if hj, ok := w.(http.Hijacker); ok {

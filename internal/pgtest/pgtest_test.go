@@ -17,6 +17,9 @@ import (
 func TestMain(m *testing.M) { Main(m) }
 
 func TestURLGivesFreshDatabaseDroppedAfterTest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
 	var names []string
 	for i := range 2 {
 		t.Run(fmt.Sprint("db", i), func(t *testing.T) {

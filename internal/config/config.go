@@ -1,0 +1,380 @@
+// Package config loads and validates previewd's YAML configuration. Every
+// secret comes from the environment; every field is checked at start and an
+// error names the field path and what to do about it.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"text/template"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvDatabaseURL overrides database_url.
+const EnvDatabaseURL = "PREVIEWD_DATABASE_URL"
+
+// Config is the whole file.
+type Config struct {
+	Listen             string        `yaml:"listen"`
+	Interval           time.Duration `yaml:"interval"`
+	ResyncInterval     time.Duration `yaml:"resync_interval"`
+	DatabaseURL        string        `yaml:"database_url"`
+	Instance           string        `yaml:"instance"`
+	GitHub             GitHub        `yaml:"github"`
+	Kubernetes         Kubernetes    `yaml:"kubernetes"`
+	DeployTimeout      time.Duration `yaml:"deploy_timeout"`
+	MaxParallelDeploys int           `yaml:"max_parallel_deploys"`
+	MaxAttempts        int           `yaml:"max_attempts"`
+	Repositories       []Repository  `yaml:"repositories"`
+
+	// Token is the personal access token read from github.token_env; never
+	// logged or printed.
+	Token Secret `yaml:"-"`
+}
+
+// GitHub selects the API and the credentials.
+type GitHub struct {
+	APIURL   string `yaml:"api_url"`
+	TokenEnv string `yaml:"token_env"`
+	App      *App   `yaml:"app"`
+}
+
+// App is GitHub App authentication (JWT → installation token).
+type App struct {
+	AppID          int64  `yaml:"app_id"`
+	InstallationID int64  `yaml:"installation_id"`
+	PrivateKeyFile string `yaml:"private_key_file"`
+}
+
+// Kubernetes selects the cluster.
+type Kubernetes struct {
+	Kubeconfig string `yaml:"kubeconfig"`
+}
+
+// Repository is one GitHub repository whose PRs get previews.
+type Repository struct {
+	Name          string         `yaml:"name"`
+	Chart         string         `yaml:"chart"`
+	Image         string         `yaml:"image"`
+	Host          string         `yaml:"host"`
+	Values        map[string]any `yaml:"values"`
+	AllowForks    bool           `yaml:"allow_forks"`
+	SkipDrafts    bool           `yaml:"skip_drafts"`
+	RequireLabels []string       `yaml:"require_labels"`
+	IgnoreLabels  []string       `yaml:"ignore_labels"`
+}
+
+// Owner and Repo split Name.
+func (r Repository) Owner() string { o, _, _ := strings.Cut(r.Name, "/"); return o }
+
+// Repo is the part of Name after the slash.
+func (r Repository) Repo() string { _, n, _ := strings.Cut(r.Name, "/"); return n }
+
+// Secret is a string that never prints.
+type Secret string
+
+// String hides the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString hides the value from %#v.
+func (s Secret) GoString() string { return s.String() }
+
+// Reveal returns the value for the one place that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Load reads path, applies defaults and the environment, and validates.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	defer f.Close()
+	cfg, err := Parse(f, filepath.Dir(path), getenv)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML from r; relative chart and key paths resolve against dir.
+func Parse(r io.Reader, dir string, getenv func(string) string) (*Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parsing YAML (unknown keys are errors; check spelling against the README): %w", err)
+	}
+	cfg.setDefaults(getenv)
+	for i := range cfg.Repositories {
+		r := &cfg.Repositories[i]
+		if r.Chart != "" && !filepath.IsAbs(r.Chart) {
+			r.Chart = filepath.Join(dir, r.Chart)
+		}
+	}
+	if cfg.GitHub.App != nil && cfg.GitHub.App.PrivateKeyFile != "" && !filepath.IsAbs(cfg.GitHub.App.PrivateKeyFile) {
+		cfg.GitHub.App.PrivateKeyFile = filepath.Join(dir, cfg.GitHub.App.PrivateKeyFile)
+	}
+	if err := cfg.validate(getenv); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func (c *Config) setDefaults(getenv func(string) string) {
+	if c.Listen == "" {
+		c.Listen = ":9090"
+	}
+	if c.Interval == 0 {
+		c.Interval = 30 * time.Second
+	}
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = 10 * time.Minute
+	}
+	if v := getenv(EnvDatabaseURL); v != "" {
+		c.DatabaseURL = v
+	}
+	if c.Instance == "" {
+		c.Instance = "default"
+	}
+	if c.GitHub.APIURL == "" {
+		c.GitHub.APIURL = "https://api.github.com/"
+	}
+	if !strings.HasSuffix(c.GitHub.APIURL, "/") {
+		c.GitHub.APIURL += "/"
+	}
+	if c.GitHub.TokenEnv == "" && c.GitHub.App == nil {
+		c.GitHub.TokenEnv = "GITHUB_TOKEN"
+	}
+	if c.DeployTimeout == 0 {
+		c.DeployTimeout = 3 * time.Minute
+	}
+	if c.MaxParallelDeploys == 0 {
+		c.MaxParallelDeploys = 4
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 3
+	}
+}
+
+var (
+	repoName  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$`)
+	instance  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	imageRepo = regexp.MustCompile(`^[a-z0-9]+([._/:-][a-z0-9]+)*$`)
+)
+
+// FieldError names the field path and the fix.
+type FieldError struct {
+	Path    string
+	Problem string
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Problem }
+
+func (c *Config) validate(getenv func(string) string) error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, &FieldError{Path: path, Problem: fmt.Sprintf(format, args...)})
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "must be host:port such as \":9090\", got %q", c.Listen)
+	}
+	if c.Interval < time.Second {
+		bad("interval", "must be at least 1s, got %s", c.Interval)
+	}
+	if c.ResyncInterval < c.Interval {
+		bad("resync_interval", "must be at least interval (%s), got %s", c.Interval, c.ResyncInterval)
+	}
+	if c.DatabaseURL == "" {
+		bad("database_url", "is empty: set it or the environment variable %s", EnvDatabaseURL)
+	} else if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		// Do not echo the URL: it may carry a password.
+		bad("database_url", "must be a postgres:// URL")
+	}
+	if !instance.MatchString(c.Instance) {
+		bad("instance", "must be a DNS label (lowercase letters, digits, '-'), got %q", c.Instance)
+	}
+	if u, err := url.Parse(c.GitHub.APIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("github.api_url", "must be an http(s) URL such as https://api.github.com/ or https://ghe.example.com/api/v3/, got %q", c.GitHub.APIURL)
+	}
+	switch {
+	case c.GitHub.App != nil && c.GitHub.TokenEnv != "":
+		bad("github", "set either token_env or app, not both")
+	case c.GitHub.App != nil:
+		a := c.GitHub.App
+		if a.AppID <= 0 {
+			bad("github.app.app_id", "must be the App's numeric id (> 0)")
+		}
+		if a.InstallationID <= 0 {
+			bad("github.app.installation_id", "must be the installation's numeric id (> 0)")
+		}
+		if a.PrivateKeyFile == "" {
+			bad("github.app.private_key_file", "is empty: point it at the App's PEM private key")
+		} else if _, err := os.Stat(a.PrivateKeyFile); err != nil {
+			bad("github.app.private_key_file", "cannot be read: %v", err)
+		}
+	default:
+		c.Token = Secret(getenv(c.GitHub.TokenEnv))
+		if c.Token == "" {
+			bad("github.token_env", "environment variable %s is empty: export the token there", c.GitHub.TokenEnv)
+		}
+	}
+	if c.DeployTimeout < 10*time.Second {
+		bad("deploy_timeout", "must be at least 10s, got %s", c.DeployTimeout)
+	}
+	if c.MaxParallelDeploys < 1 || c.MaxParallelDeploys > 64 {
+		bad("max_parallel_deploys", "must be between 1 and 64, got %d", c.MaxParallelDeploys)
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 20 {
+		bad("max_attempts", "must be between 1 and 20, got %d", c.MaxAttempts)
+	}
+	if len(c.Repositories) == 0 {
+		bad("repositories", "is empty: list at least one repository")
+	}
+	seen := map[string]int{}
+	for i, r := range c.Repositories {
+		p := fmt.Sprintf("repositories[%d]", i)
+		if !repoName.MatchString(r.Name) {
+			bad(p+".name", "must be owner/name, got %q", r.Name)
+		} else if j, ok := seen[strings.ToLower(r.Name)]; ok {
+			bad(p+".name", "%q is listed twice (also repositories[%d])", r.Name, j)
+		} else {
+			seen[strings.ToLower(r.Name)] = i
+		}
+		if r.Chart == "" {
+			bad(p+".chart", "is empty: give a chart directory (relative to the config file)")
+		} else if _, err := os.Stat(filepath.Join(r.Chart, "Chart.yaml")); err != nil {
+			bad(p+".chart", "no Chart.yaml in %s (relative paths resolve against the config file's directory)", r.Chart)
+		}
+		if !imageRepo.MatchString(r.Image) || strings.Contains(r.Image, "@") {
+			bad(p+".image", "must be an image repository without tag (the head SHA is the tag), got %q", r.Image)
+		} else if last := r.Image[strings.LastIndex(r.Image, "/")+1:]; strings.Contains(last, ":") {
+			bad(p+".image", "must not carry a tag (the head SHA is the tag), got %q", r.Image)
+		}
+		if r.Host != "" {
+			if err := checkTemplate(r.Host); err != nil {
+				bad(p+".host", "%v", err)
+			}
+		}
+		if err := checkValues(r.Values, p+".values", bad); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// TemplateData is what host and string values may refer to.
+type TemplateData struct {
+	Namespace string
+	Host      string
+	PR        PRData
+}
+
+// PRData describes the pull request being deployed.
+type PRData struct {
+	Number int
+	Branch string
+	SHA    string
+	Title  string
+}
+
+var sample = TemplateData{Namespace: "pr-web-1", Host: "pr-web-1.example.com",
+	PR: PRData{Number: 1, Branch: "main", SHA: strings.Repeat("a", 40), Title: "t"}}
+
+func checkTemplate(s string) error {
+	_, err := Render(s, sample)
+	return err
+}
+
+// Render executes a host or value template. Unknown fields are errors.
+func Render(s string, data TemplateData) (string, error) {
+	if !strings.Contains(s, "{{") {
+		return s, nil
+	}
+	t, err := template.New("v").Option("missingkey=error").Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("bad template %q: %w", s, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		return "", fmt.Errorf("bad template %q (fields: .Namespace .Host .PR.Number .PR.Branch .PR.SHA .PR.Title): %w", s, err)
+	}
+	return b.String(), nil
+}
+
+func checkValues(v any, path string, bad func(path, format string, args ...any)) error {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			_ = checkValues(x, path+"."+k, bad)
+		}
+	case []any:
+		for i, x := range t {
+			_ = checkValues(x, fmt.Sprintf("%s[%d]", path, i), bad)
+		}
+	case string:
+		if err := checkTemplate(t); err != nil {
+			bad(path, "%v", err)
+		}
+	}
+	return nil
+}
+
+// RenderValues deep-copies values and renders every string through Render.
+func RenderValues(values map[string]any, data TemplateData) (map[string]any, error) {
+	out, err := renderAny(values, data)
+	if err != nil {
+		return nil, err
+	}
+	m, _ := out.(map[string]any)
+	if m == nil {
+		m = map[string]any{}
+	}
+	return m, nil
+}
+
+func renderAny(v any, data TemplateData) (any, error) {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, x := range t {
+			r, err := renderAny(x, data)
+			if err != nil {
+				return nil, err
+			}
+			m[k] = r
+		}
+		return m, nil
+	case []any:
+		s := make([]any, len(t))
+		for i, x := range t {
+			r, err := renderAny(x, data)
+			if err != nil {
+				return nil, err
+			}
+			s[i] = r
+		}
+		return s, nil
+	case string:
+		return Render(t, data)
+	default:
+		return v, nil
+	}
+}

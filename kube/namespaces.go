@@ -1,0 +1,350 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+)
+
+const (
+	defaultDeleteTimeout = 2 * time.Minute
+	defaultPoll          = 500 * time.Millisecond
+	deleteAttempts       = 3
+)
+
+// Namespace is a namespace previewd owns, as ListOwned sees it.
+type Namespace struct {
+	Name string
+	// Repo is the exact "owner/name" from AnnotationRepository.
+	Repo string
+	// Number is the pull request number from LabelPR (0 if unreadable).
+	Number int
+	// Terminating: deletion has started (deletionTimestamp is set).
+	Terminating bool
+	Created     time.Time
+}
+
+// Namespaces creates, lists and deletes the namespaces that previewd owns.
+// The zero value is not usable: Client and Instance are required.
+type Namespaces struct {
+	Client kubernetes.Interface
+	// Instance is the value of LabelInstance that marks this previewd's
+	// namespaces (a valid, non-empty label value).
+	Instance string
+	// Log receives one Info line per change; nil discards.
+	Log *slog.Logger
+	// DeleteTimeout bounds how long Delete waits for the namespace to go
+	// away before reporting ErrStuckTerminating. Zero means 2m.
+	DeleteTimeout time.Duration
+	// Backoff is the pause before retry attempt n (1, 2) after an API
+	// error in Delete. Nil means 2^(n-1) s: 1 s, 2 s.
+	Backoff func(attempt int) time.Duration
+
+	// poll is how often Delete checks whether the namespace is gone; zero
+	// means 500 ms. Tests shorten it.
+	poll time.Duration
+}
+
+func (n *Namespaces) log() *slog.Logger {
+	if n.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return n.Log
+}
+
+func (n *Namespaces) check() error {
+	if n.Client == nil {
+		return errors.New("kube: Namespaces.Client is nil")
+	}
+	if n.Instance == "" {
+		return errors.New("kube: Namespaces.Instance is empty")
+	}
+	if errs := validation.IsValidLabelValue(n.Instance); len(errs) > 0 {
+		return fmt.Errorf("kube: Namespaces.Instance %q: %s", n.Instance, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Selector is the label selector of this instance's namespaces.
+func (n *Namespaces) Selector() string {
+	return labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy, LabelInstance: n.Instance}).String()
+}
+
+// ListOwned lists the namespaces that carry this instance's ownership
+// labels, sorted by name.
+func (n *Namespaces) ListOwned(ctx context.Context) ([]Namespace, error) {
+	if err := n.check(); err != nil {
+		return nil, err
+	}
+	var out []Namespace
+	opts := metav1.ListOptions{LabelSelector: n.Selector(), Limit: 500}
+	for {
+		list, err := n.Client.CoreV1().Namespaces().List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("listing owned namespaces: %w", err)
+		}
+		for i := range list.Items {
+			ns := &list.Items[i]
+			if !Owned(ns, n.Instance) { // belt and braces: the selector did this
+				continue
+			}
+			num, _ := strconv.Atoi(ns.Labels[LabelPR])
+			out = append(out, Namespace{
+				Name:        ns.Name,
+				Repo:        ns.Annotations[AnnotationRepository],
+				Number:      num,
+				Terminating: ns.DeletionTimestamp != nil,
+				Created:     ns.CreationTimestamp.Time,
+			})
+		}
+		if list.Continue == "" {
+			break
+		}
+		opts.Continue = list.Continue
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Ensure creates namespace name for pull request number of repo ("owner/
+// name") with previewd's ownership labels and annotation. A namespace that
+// already exists is fine if this instance owns it for the same repository
+// and pull request (ErrTerminating if it is being deleted); otherwise the
+// error wraps ErrNotOwned and names the label or annotation that differs.
+func (n *Namespaces) Ensure(ctx context.Context, name, repo string, number int) error {
+	if err := n.check(); err != nil {
+		return err
+	}
+	if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+		return fmt.Errorf("namespace name %q: %s", name, strings.Join(errs, "; "))
+	}
+	want := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: name,
+		Labels: map[string]string{
+			LabelManagedBy:  ManagedBy,
+			LabelInstance:   n.Instance,
+			LabelPR:         strconv.Itoa(number),
+			LabelRepository: RepositoryLabel(repo),
+		},
+		Annotations: map[string]string{AnnotationRepository: repo},
+	}}
+	// Create, or inspect what is there; the namespace may vanish between
+	// the two calls (a finished deletion), hence the small loop.
+	for range 3 {
+		created, err := n.Client.CoreV1().Namespaces().Create(ctx, want, metav1.CreateOptions{})
+		if err == nil {
+			n.log().Info("created namespace", "namespace", name, "repo", repo, "pr", number, "uid", created.UID)
+			return nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating namespace %s: %w", name, err)
+		}
+		live, err := n.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading namespace %s: %w", name, err)
+		}
+		if p := ownershipProblem(live, n.Instance); p != "" {
+			return notOwnedError(name, n.Instance, p)
+		}
+		if got := live.Annotations[AnnotationRepository]; !strings.EqualFold(got, repo) {
+			return notOwnedError(name, n.Instance, fmt.Sprintf("annotation %s is %q, not %q", AnnotationRepository, got, repo))
+		}
+		if got := live.Labels[LabelPR]; got != strconv.Itoa(number) {
+			return notOwnedError(name, n.Instance, fmt.Sprintf("label %s is %q, not %q", LabelPR, got, strconv.Itoa(number)))
+		}
+		if live.DeletionTimestamp != nil {
+			return fmt.Errorf("namespace %s (deletion requested %s): %w", name, live.DeletionTimestamp.UTC().Format(time.RFC3339), ErrTerminating)
+		}
+		return nil
+	}
+	return fmt.Errorf("creating namespace %s: it keeps being deleted and re-created concurrently", name)
+}
+
+// Delete deletes namespace name and waits until it is gone. It first reads
+// the live object and refuses (ErrNotOwned) unless this instance owns it;
+// the delete carries a UID precondition, so a namespace re-created by
+// someone else in the meantime is never deleted. Propagation is Foreground.
+// A namespace that does not exist is success.
+//
+// API errors are retried (3 attempts, Backoff between them). If the
+// namespace is still there after DeleteTimeout, the error wraps
+// ErrStuckTerminating and quotes its status conditions and remaining
+// finalizers.
+func (n *Namespaces) Delete(ctx context.Context, name string) error {
+	if err := n.check(); err != nil {
+		return err
+	}
+	timeout := n.DeleteTimeout
+	if timeout <= 0 {
+		timeout = defaultDeleteTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	log := n.log().With("namespace", name)
+
+	var lastErr error
+	for attempt := range deleteAttempts {
+		if attempt > 0 {
+			if err := sleep(ctx, n.backoff(attempt)); err != nil {
+				return fmt.Errorf("deleting namespace %s: %w (last error: %v)", name, err, lastErr)
+			}
+		}
+		live, err := n.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("deleting namespace %s: %w", name, ctx.Err())
+			}
+			lastErr = fmt.Errorf("reading namespace %s: %w", name, err)
+			continue
+		}
+		if p := ownershipProblem(live, n.Instance); p != "" {
+			return fmt.Errorf("refusing to delete: %w", notOwnedError(name, n.Instance, p))
+		}
+		if live.DeletionTimestamp == nil {
+			err := n.deleteUID(ctx, name, live.UID)
+			switch {
+			case apierrors.IsNotFound(err):
+				return nil
+			case apierrors.IsConflict(err):
+				// The UID precondition failed: the namespace was replaced
+				// after the GET. Look again (the new one may not be ours).
+				lastErr = fmt.Errorf("deleting namespace %s: replaced while deleting: %w", name, err)
+				continue
+			case err != nil:
+				if ctx.Err() != nil {
+					return fmt.Errorf("deleting namespace %s: %w", name, ctx.Err())
+				}
+				lastErr = fmt.Errorf("deleting namespace %s: %w", name, err)
+				continue
+			}
+			log.Info("deleting namespace", "uid", live.UID, "repo", live.Annotations[AnnotationRepository], "pr", live.Labels[LabelPR])
+		}
+		gone, last, err := n.waitGone(ctx, name, live.UID, deadline)
+		if gone {
+			log.Info("namespace deleted")
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("waiting for namespace %s to be deleted: %w", name, ctx.Err())
+			}
+			lastErr = fmt.Errorf("waiting for namespace %s to be deleted: %w", name, err)
+			if time.Now().Before(deadline) {
+				continue
+			}
+		}
+		return stuckError(name, timeout, last)
+	}
+	return fmt.Errorf("deleting namespace %s: %d attempts failed: %w", name, deleteAttempts, lastErr)
+}
+
+// deleteUID deletes namespace name only if its UID is still uid.
+func (n *Namespaces) deleteUID(ctx context.Context, name string, uid types.UID) error {
+	fg := metav1.DeletePropagationForeground
+	return n.Client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{
+		Preconditions:     &metav1.Preconditions{UID: &uid},
+		PropagationPolicy: &fg,
+	})
+}
+
+// waitGone polls until namespace name with uid no longer exists (a
+// namespace of the same name with another UID counts as gone) or deadline
+// passes. It returns the last object seen.
+func (n *Namespaces) waitGone(ctx context.Context, name string, uid types.UID, deadline time.Time) (bool, *corev1.Namespace, error) {
+	poll := n.poll
+	if poll <= 0 {
+		poll = defaultPoll
+	}
+	var last *corev1.Namespace
+	for {
+		live, err := n.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return true, last, nil
+		case err != nil:
+			return false, last, err
+		case live.UID != uid:
+			return true, last, nil
+		}
+		last = live
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return false, last, nil
+		}
+		if err := sleep(ctx, min(poll, wait)); err != nil {
+			return false, last, err
+		}
+	}
+}
+
+func (n *Namespaces) backoff(attempt int) time.Duration {
+	if n.Backoff != nil {
+		return n.Backoff(attempt)
+	}
+	return time.Duration(1<<(attempt-1)) * time.Second
+}
+
+// stuckError describes a namespace that did not go away: its phase,
+// status conditions that are set, and remaining finalizers.
+func stuckError(name string, timeout time.Duration, ns *corev1.Namespace) error {
+	var parts []string
+	if ns != nil {
+		parts = append(parts, "phase "+string(ns.Status.Phase))
+		for _, c := range ns.Status.Conditions {
+			if c.Status != corev1.ConditionTrue {
+				continue
+			}
+			s := string(c.Type)
+			if c.Reason != "" {
+				s += " (" + c.Reason + ")"
+			}
+			if c.Message != "" {
+				s += ": " + c.Message
+			}
+			parts = append(parts, s)
+		}
+		var fins []string
+		for _, f := range ns.Spec.Finalizers {
+			fins = append(fins, string(f))
+		}
+		fins = append(fins, ns.Finalizers...)
+		if len(fins) > 0 {
+			parts = append(parts, "finalizers "+strings.Join(fins, ", "))
+		}
+	}
+	detail := ""
+	if len(parts) > 0 {
+		detail = ": " + strings.Join(parts, "; ")
+	}
+	return fmt.Errorf("namespace %s still exists %s after deletion%s: %w", name, timeout, detail, ErrStuckTerminating)
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

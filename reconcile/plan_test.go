@@ -1,0 +1,276 @@
+package reconcile
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/previewd/previewd/state"
+)
+
+var now = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+const (
+	shaA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	shaB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+)
+
+func nsFor(repo string, n int) string { return fmt.Sprintf("pr-%s-%d", repo[strings.Index(repo, "/")+1:], n) }
+
+func opts() Options {
+	return Options{Now: now, MaxAttempts: 3, DeployTimeout: 3 * time.Minute, NamespaceFor: nsFor,
+		Policies: map[string]RepoPolicy{"acme/web": {}}}
+}
+
+func open(n int, sha string) PR {
+	return PR{Repo: "acme/web", Number: n, SHA: sha, Branch: "b", Title: "t"}
+}
+
+func owned(ns ...string) map[string]Namespace {
+	m := map[string]Namespace{}
+	for _, n := range ns {
+		var num int
+		fmt.Sscanf(n[strings.LastIndex(n, "-")+1:], "%d", &num)
+		m[n] = Namespace{Name: n, Repo: "acme/web", Number: num}
+	}
+	return m
+}
+
+func ready(n int, sha string) state.Preview {
+	return state.Preview{Repo: "acme/web", Number: n, Namespace: nsFor("acme/web", n), DesiredSHA: sha, DeployedSHA: sha, Status: state.StatusReady, Attempts: 1}
+}
+
+func lines(r Result) []string {
+	var out []string
+	for _, a := range r.Actions {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func TestPlan(t *testing.T) {
+	deployed := func(sha string) Release {
+		return Release{Exists: true, Status: "deployed", SHA: sha, Updated: now.Add(-time.Hour)}
+	}
+	cases := []struct {
+		name string
+		obs  Observation
+		opt  func(*Options)
+		want []string
+		skip string // a substring one Skip must carry
+	}{
+		{
+			name: "new PR is deployed",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
+				Cluster: ClusterObservation{Complete: true}},
+			want: []string{"acme/web#1 deploy  pr-web-1 aaaaaaa (new preview)"},
+		},
+		{
+			name: "in sync plans nothing",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
+				Previews: []state.Preview{ready(1, shaA)},
+				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+			want: nil,
+		},
+		{
+			name: "push upgrades from the old SHA",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaB)}}},
+				Previews: []state.Preview{ready(1, shaA)},
+				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+			want: []string{"acme/web#1 deploy  pr-web-1 aaaaaaa → bbbbbbb (new SHA)"},
+		},
+		{
+			name: "confirmed closed deletes, merged says so",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Closed: []Closed{{Number: 1, Merged: true}}}},
+				Previews: []state.Preview{ready(1, shaA)},
+				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+			want: []string{"acme/web#1 delete  pr-web-1 aaaaaaa (PR merged)"},
+		},
+		{
+			name: "incomplete GitHub answer deletes nothing",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: false, Err: errors.New("502"), Closed: []Closed{{Number: 1}}}},
+				Previews: []state.Preview{ready(1, shaA)},
+				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1")}},
+			want: nil,
+			skip: "no deletion planned",
+		},
+		{
+			name: "unconfirmed disappearance keeps the preview",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Unconfirmed: []int{1}}},
+				Previews: []state.Preview{ready(1, shaA)},
+				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1")}},
+			want: nil,
+			skip: "not confirmed closed",
+		},
+		{
+			name: "cluster unreadable changes nothing",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(2, shaA)}, Closed: []Closed{{Number: 1}}}},
+				Previews: []state.Preview{ready(1, shaA)},
+				Cluster:  ClusterObservation{Complete: false, Err: errors.New("connection refused")}},
+			want: nil,
+			skip: "cluster not observed",
+		},
+		{
+			name: "foreign namespace is reported, never adopted",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
+				Cluster: ClusterObservation{Complete: true, Foreign: map[string]bool{"pr-web-1": true}}},
+			want: []string{"acme/web#1 blocked pr-web-1 aaaaaaa (namespace exists and is not owned by previewd)"},
+		},
+		{
+			name: "foreign namespace already reported stays quiet",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
+				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: state.StatusFailed, LastError: "not owned"}},
+				Cluster:  ClusterObservation{Complete: true, Foreign: map[string]bool{"pr-web-1": true}}},
+			want: nil,
+		},
+		{
+			name: "stale pending release is unlocked then deployed",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaB)}}},
+				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaB, Status: state.StatusDeploying, Attempts: 1}},
+				Cluster: ClusterObservation{Complete: true, Owned: owned("pr-web-1"),
+					Releases: map[string]Release{"pr-web-1": {Exists: true, Status: "pending-upgrade", SHA: shaA, Updated: now.Add(-10 * time.Minute)}}}},
+			want: []string{
+				"acme/web#1 unlock  pr-web-1 aaaaaaa (release pending-upgrade since 2026-11-26T11:50:00Z)",
+				"acme/web#1 deploy  pr-web-1 aaaaaaa → bbbbbbb (recover locked release)",
+			},
+		},
+		{
+			name: "failed three times waits for a new SHA",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
+				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: state.StatusFailed, Attempts: 3}},
+				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+			want: nil,
+			skip: "failed after 3 attempts",
+		},
+		{
+			name: "failed with a retry due is retried",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
+				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: state.StatusFailed, Attempts: 1, NextAttemptAt: now.Add(-time.Second)}},
+				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+			want: []string{"acme/web#1 deploy  pr-web-1 aaaaaaa (retry 2 of 3)"},
+		},
+		{
+			name: "failed with a retry not yet due waits",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
+				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: state.StatusFailed, Attempts: 1, NextAttemptAt: now.Add(time.Second)}},
+				Cluster:  ClusterObservation{Complete: true}},
+			want: nil,
+			skip: "retry at",
+		},
+		{
+			name: "release at SHA but readiness unrecorded is verified, not redeployed",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
+				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: state.StatusDeploying, Attempts: 1}},
+				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+			want: []string{"acme/web#1 verify  pr-web-1 aaaaaaa (release at SHA; readiness not recorded)"},
+		},
+		{
+			name: "fork PRs are not deployed by default",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{{Repo: "acme/web", Number: 3, SHA: shaA, Fork: true, ForkDeleted: true}}}},
+				Cluster: ClusterObservation{Complete: true}},
+			want: nil,
+			skip: "deleted fork",
+		},
+		{
+			name: "fork PRs are deployed when allowed",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{{Repo: "acme/web", Number: 3, SHA: shaA, Fork: true}}}},
+				Cluster: ClusterObservation{Complete: true}},
+			opt:  func(o *Options) { o.Policies["acme/web"] = RepoPolicy{AllowForks: true} },
+			want: []string{"acme/web#3 deploy  pr-web-3 aaaaaaa (new preview)"},
+		},
+		{
+			name: "ignored label on a running preview removes it",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{{Repo: "acme/web", Number: 1, SHA: shaA, Labels: []string{"no-preview"}}}}},
+				Previews: []state.Preview{ready(1, shaA)},
+				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+			opt:  func(o *Options) { o.Policies["acme/web"] = RepoPolicy{IgnoreLabels: []string{"no-preview"}} },
+			want: []string{"acme/web#1 delete  pr-web-1 aaaaaaa (not wanted: has label no-preview (ignore_labels))"},
+		},
+		{
+			name: "closed PR whose namespace is gone is forgotten",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Closed: []Closed{{Number: 1}}}},
+				Previews: []state.Preview{{Repo: "acme/web", Number: 1, Namespace: "pr-web-1", Status: state.StatusDeleting}},
+				Cluster:  ClusterObservation{Complete: true}},
+			want: []string{"acme/web#1 forget  pr-web-1 (PR closed; namespace already gone)"},
+		},
+		{
+			name: "deleted row of a closed PR plans nothing",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Closed: []Closed{{Number: 1}}}},
+				Previews: []state.Preview{{Repo: "acme/web", Number: 1, Namespace: "pr-web-1", Status: state.StatusDeleted}},
+				Cluster:  ClusterObservation{Complete: true}},
+			want: nil,
+		},
+		{
+			name: "namespace terminating waits before redeploying",
+			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
+				Cluster: ClusterObservation{Complete: true, Owned: map[string]Namespace{"pr-web-1": {Name: "pr-web-1", Repo: "acme/web", Number: 1, Terminating: true}}}},
+			want: nil,
+			skip: "terminating",
+		},
+		{
+			name: "actions are sorted by repo, PR and kind",
+			obs: Observation{Repos: []RepoObservation{
+				{Repo: "zeta/api", Complete: true, Open: []PR{{Repo: "zeta/api", Number: 1, SHA: shaA}}},
+				{Repo: "acme/web", Complete: true, Open: []PR{open(10, shaA), open(2, shaB)}, Closed: []Closed{{Number: 5}}},
+			}, Cluster: ClusterObservation{Complete: true, Owned: owned("pr-web-5")}},
+			opt: func(o *Options) { o.Policies["zeta/api"] = RepoPolicy{} },
+			want: []string{
+				"acme/web#2 deploy  pr-web-2 bbbbbbb (new preview)",
+				"acme/web#5 delete  pr-web-5 (PR closed)",
+				"acme/web#10 deploy  pr-web-10 aaaaaaa (new preview)",
+				"zeta/api#1 deploy  pr-api-1 aaaaaaa (new preview)",
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := opts()
+			if tc.opt != nil {
+				tc.opt(&o)
+			}
+			res := Plan(tc.obs, o)
+			got := lines(res)
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+			if tc.skip != "" {
+				found := false
+				for _, s := range res.Skipped {
+					found = found || strings.Contains(s.Reason, tc.skip)
+				}
+				if !found {
+					t.Errorf("no skip mentions %q: %+v", tc.skip, res.Skipped)
+				}
+			}
+		})
+	}
+}
+
+func TestPlanCommentRepair(t *testing.T) {
+	o := opts()
+	o.CommentHash = func(p state.Preview) string { return "h-" + string(p.Status) }
+	row := ready(1, shaA)
+	row.CommentHash = "h-failed"
+	obs := Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
+		Previews: []state.Preview{row},
+		Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": {Exists: true, Status: "deployed", SHA: shaA}}}}
+	got := lines(Plan(obs, o))
+	if len(got) != 1 || !strings.Contains(got[0], "comment") {
+		t.Fatalf("want one comment action, got %q", got)
+	}
+	obs.Previews[0].CommentHash = "h-ready"
+	if got := lines(Plan(obs, o)); len(got) != 0 {
+		t.Fatalf("comment up to date: want no action, got %q", got)
+	}
+}
+
+func TestPlanIsPure(t *testing.T) {
+	obs := Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA), open(2, shaB)}, Closed: []Closed{{Number: 3}}}},
+		Cluster: ClusterObservation{Complete: true, Owned: owned("pr-web-3")}}
+	a, b := lines(Plan(obs, opts())), lines(Plan(obs, opts()))
+	if strings.Join(a, "|") != strings.Join(b, "|") || len(a) != 3 {
+		t.Fatalf("same input, different plans or wrong count: %q vs %q", a, b)
+	}
+}

@@ -40,7 +40,7 @@
 //
 // # Control
 //
-// Tests drive the fake with Go methods (OpenPR, Push, SetLabels, Merge, ...)
+// Tests drive the fake with Go methods (OpenPR, Push, SetLabels, MergePR, ...)
 // and read what it saw (Comments, Statuses, Deployments, Counters, Requests,
 // RateLimit). The same operations are served as JSON under /_fake/ for the demo
 // binary and scripts; see ControlEndpoints.

@@ -20,9 +20,9 @@ func TestHangUntilClientTimeout(t *testing.T) {
 	gh := newClient(t, f, tok, uncached)
 	f.HangNext(githubfake.RouteGetPull, 1)
 
+	start := time.Now()
 	c, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	_, _, err := gh.PullRequests.Get(c, owner, name, 1)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("error = %v, want the client's deadline", err)

@@ -1,0 +1,352 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Reasons of a NotReadyError.
+const (
+	ReasonProgressDeadlineExceeded   = "ProgressDeadlineExceeded"
+	ReasonImagePullBackOff           = "ImagePullBackOff"
+	ReasonErrImagePull               = "ErrImagePull"
+	ReasonCrashLoopBackOff           = "CrashLoopBackOff"
+	ReasonInvalidImageName           = "InvalidImageName"
+	ReasonCreateContainerConfigError = "CreateContainerConfigError"
+	ReasonTimeout                    = "Timeout"
+)
+
+// failingWaits are container waiting reasons that will not resolve on
+// their own: WaitReady reports them at once.
+var failingWaits = map[string]bool{
+	ReasonImagePullBackOff:           true,
+	ReasonErrImagePull:               true,
+	ReasonCrashLoopBackOff:           true,
+	ReasonInvalidImageName:           true,
+	ReasonCreateContainerConfigError: true,
+}
+
+const (
+	defaultReadyTimeout = 3 * time.Minute
+	defaultLogLines     = 40
+	defaultLogBytes     = 4000
+	logFetchTimeout     = 5 * time.Second
+	revisionAnnotation  = "deployment.kubernetes.io/revision"
+)
+
+// NotReadyError says why a preview's Deployments did not become ready.
+type NotReadyError struct {
+	// Reason is one of the Reason* constants.
+	Reason     string
+	Deployment string
+	// Pod and Container name the failing container, when one was found.
+	Pod       string
+	Container string
+	// Message is the Kubernetes message (condition or container state),
+	// or for Timeout a summary of the replica counts.
+	Message string
+	// Logs are the last lines of the failing container (the previous
+	// instance for a crash loop), at most 4,000 characters, or
+	// "logs unavailable: <why>". Empty when no container was involved.
+	Logs string
+}
+
+func (e *NotReadyError) Error() string {
+	var b strings.Builder
+	b.WriteString("deployment ")
+	b.WriteString(e.Deployment)
+	b.WriteString(" not ready: ")
+	b.WriteString(e.Reason)
+	if e.Container != "" {
+		fmt.Fprintf(&b, " (container %s in pod %s)", e.Container, e.Pod)
+	} else if e.Pod != "" {
+		fmt.Fprintf(&b, " (pod %s)", e.Pod)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(oneLine(e.Message))
+	}
+	return b.String()
+}
+
+// ReadyOption tunes WaitReady.
+type ReadyOption func(*readyConfig)
+
+type readyConfig struct {
+	poll   time.Duration
+	redact func(string) string
+	lines  int64
+}
+
+// WithRedact applies f to the Message and Logs of a NotReadyError (the
+// caller removes secrets before they reach a PR comment or a log).
+func WithRedact(f func(string) string) ReadyOption {
+	return func(c *readyConfig) { c.redact = f }
+}
+
+// WithPoll sets how often WaitReady looks (default 500 ms).
+func WithPoll(d time.Duration) ReadyOption {
+	return func(c *readyConfig) { c.poll = d }
+}
+
+// WaitReady waits until every Deployment in namespace matching selector
+// (a label selector such as app.kubernetes.io/instance=preview; "" means
+// all) is rolled out: observedGeneration is current, and the updated,
+// ready, available and total replica counts all equal spec.replicas (no
+// old replicas left). A namespace without matching Deployments is ready.
+//
+// It fails fast, long before timeout, with a *NotReadyError when a
+// Deployment's Progressing condition says ProgressDeadlineExceeded or a
+// container of the current rollout waits in ImagePullBackOff, ErrImagePull,
+// CrashLoopBackOff, InvalidImageName or CreateContainerConfigError; the
+// error carries the container's last 40 log lines. After timeout (default
+// 3m) the NotReadyError's Reason is Timeout. If ctx ends first, ctx's error
+// is returned.
+func WaitReady(ctx context.Context, client kubernetes.Interface, namespace, selector string, timeout time.Duration, opts ...ReadyOption) error {
+	cfg := readyConfig{poll: defaultPoll, redact: func(s string) string { return s }, lines: defaultLogLines}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if timeout <= 0 {
+		timeout = defaultReadyTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	var last *NotReadyError
+	var lastErr error
+	for {
+		pending, fail, err := checkReady(ctx, client, namespace, selector)
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			lastErr = err // transient API error: try again until the deadline
+		case fail != nil:
+			if fail.Pod != "" && fail.Container != "" {
+				fail.Logs = fetchLogs(ctx, client, namespace, fail.Pod, fail.Container, fail.Reason == ReasonCrashLoopBackOff, cfg.lines)
+			}
+			fail.Message = cfg.redact(fail.Message)
+			fail.Logs = cfg.redact(fail.Logs)
+			return fail
+		case pending == nil:
+			return nil
+		default:
+			last, lastErr = pending, nil
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			break
+		}
+		if err := sleep(ctx, min(cfg.poll, wait)); err != nil {
+			return err
+		}
+	}
+	if last == nil {
+		last = &NotReadyError{Reason: ReasonTimeout}
+	}
+	last.Reason = ReasonTimeout
+	msg := fmt.Sprintf("not ready after %s", timeout)
+	if last.Message != "" {
+		msg += ": " + last.Message
+	}
+	if lastErr != nil {
+		msg += fmt.Sprintf(" (last API error: %v)", lastErr)
+	}
+	last.Message = cfg.redact(msg)
+	return last
+}
+
+// checkReady looks once. It returns (nil, nil, nil) when everything is
+// ready, a pending description (Reason unset) when not yet, or a failure.
+func checkReady(ctx context.Context, client kubernetes.Interface, namespace, selector string) (pending, fail *NotReadyError, err error) {
+	deps, err := client.AppsV1().Deployments(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing deployments in %s: %w", namespace, err)
+	}
+	items := deps.Items
+	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
+	for i := range items {
+		d := &items[i]
+		ok, summary := deploymentReady(d)
+		if ok {
+			continue
+		}
+		if d.Status.ObservedGeneration >= d.Generation {
+			for _, c := range d.Status.Conditions {
+				if c.Type == appsv1.DeploymentProgressing && c.Reason == ReasonProgressDeadlineExceeded {
+					fail = &NotReadyError{Reason: ReasonProgressDeadlineExceeded, Deployment: d.Name, Message: c.Message}
+				}
+			}
+		}
+		pod, container, reason, msg, err := failingContainer(ctx, client, d)
+		if err != nil {
+			return nil, nil, err
+		}
+		if reason != "" {
+			if fail != nil {
+				// Keep ProgressDeadlineExceeded as the reason, but point at
+				// the container that explains it.
+				fail.Pod, fail.Container = pod, container
+				fail.Message += "; container " + container + ": " + reason + ": " + msg
+				return nil, fail, nil
+			}
+			return nil, &NotReadyError{Reason: reason, Deployment: d.Name, Pod: pod, Container: container, Message: msg}, nil
+		}
+		if fail != nil {
+			return nil, fail, nil
+		}
+		if pending == nil {
+			pending = &NotReadyError{Deployment: d.Name, Message: summary}
+		}
+	}
+	return pending, nil, nil
+}
+
+// deploymentReady applies the rollout rule and summarizes the counts.
+func deploymentReady(d *appsv1.Deployment) (bool, string) {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	s := d.Status
+	if s.ObservedGeneration < d.Generation {
+		return false, fmt.Sprintf("generation %d not yet observed (observed %d)", d.Generation, s.ObservedGeneration)
+	}
+	summary := fmt.Sprintf("%d wanted, %d updated, %d ready, %d available, %d total replicas",
+		want, s.UpdatedReplicas, s.ReadyReplicas, s.AvailableReplicas, s.Replicas)
+	ok := s.UpdatedReplicas == want && s.ReadyReplicas == want && s.AvailableReplicas == want && s.Replicas == want
+	return ok, summary
+}
+
+// failingContainer finds a container of the Deployment's current rollout
+// (pods of the ReplicaSet whose revision matches the Deployment's) that
+// waits for a reason in failingWaits. Old ReplicaSets are ignored: a crash
+// loop of the previous version must not fail the new rollout.
+func failingContainer(ctx context.Context, client kubernetes.Interface, d *appsv1.Deployment) (pod, container, reason, msg string, err error) {
+	rev := d.Annotations[revisionAnnotation]
+	if rev == "" || d.Spec.Selector == nil {
+		return "", "", "", "", nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return "", "", "", "", fmt.Errorf("deployment %s selector: %w", d.Name, err)
+	}
+	rsList, err := client.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return "", "", "", "", fmt.Errorf("listing replica sets of %s: %w", d.Name, err)
+	}
+	var current types.UID
+	for i := range rsList.Items {
+		rs := &rsList.Items[i]
+		if ownedBy(rs.OwnerReferences, d.UID) && rs.Annotations[revisionAnnotation] == rev {
+			current = rs.UID
+		}
+	}
+	if current == "" {
+		return "", "", "", "", nil
+	}
+	pods, err := client.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return "", "", "", "", fmt.Errorf("listing pods of %s: %w", d.Name, err)
+	}
+	items := pods.Items
+	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
+	for i := range items {
+		p := &items[i]
+		if p.DeletionTimestamp != nil || !ownedBy(p.OwnerReferences, current) {
+			continue
+		}
+		statuses := append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...)
+		for _, cs := range statuses {
+			w := cs.State.Waiting
+			if w == nil || !failingWaits[w.Reason] {
+				continue
+			}
+			m := w.Message
+			if t := cs.LastTerminationState.Terminated; t != nil && w.Reason == ReasonCrashLoopBackOff {
+				m += fmt.Sprintf(" (last exit code %d", t.ExitCode)
+				if t.Reason != "" {
+					m += ", " + t.Reason
+				}
+				m += fmt.Sprintf(", %d restarts)", cs.RestartCount)
+			}
+			return p.Name, cs.Name, w.Reason, strings.TrimSpace(m), nil
+		}
+	}
+	return "", "", "", "", nil
+}
+
+func ownedBy(refs []metav1.OwnerReference, uid types.UID) bool {
+	for _, r := range refs {
+		if r.UID == uid && r.Controller != nil && *r.Controller {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchLogs returns the last lines of a container's log (of its previous
+// instance if previous), trimmed to 4,000 characters, or a note saying why
+// they are unavailable. It never waits longer than 5 s.
+func fetchLogs(ctx context.Context, client kubernetes.Interface, namespace, pod, container string, previous bool, lines int64) string {
+	ctx, cancel := context.WithTimeout(ctx, logFetchTimeout)
+	defer cancel()
+	limit := int64(64 << 10)
+	raw, err := client.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{
+		Container:  container,
+		Previous:   previous,
+		TailLines:  &lines,
+		LimitBytes: &limit,
+	}).DoRaw(ctx)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return "logs unavailable: no answer within " + logFetchTimeout.String()
+		}
+		return "logs unavailable: " + truncate(oneLine(err.Error()), 300)
+	}
+	return tail(string(raw), defaultLogBytes)
+}
+
+// tail keeps the last n bytes of s, starting at a line boundary when
+// possible and never inside a UTF-8 sequence.
+func tail(s string, n int) string {
+	s = strings.TrimRight(s, "\n")
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…\n"
+	cut := s[len(s)-(n-len(mark)):]
+	if i := strings.IndexByte(cut, '\n'); i >= 0 && i < len(cut)-1 {
+		cut = cut[i+1:]
+	}
+	for len(cut) > 0 && !utf8.RuneStart(cut[0]) {
+		cut = cut[1:]
+	}
+	return mark + cut
+}
+
+// truncate shortens s to at most n bytes plus "…", at a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,64 @@
+package reconcile
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/previewd/previewd/state"
+)
+
+func TestRedact(t *testing.T) {
+	for in, bad := range map[string]string{
+		"auth with ghp_abcdefghijklmnopqrstuvwxyz0123 failed": "ghp_abcdefghijklmnopqrstuvwxyz0123",
+		"DATABASE_URL=postgres://app:s3cr3tpw@db:5432/x":       "s3cr3tpw",
+		`{"password": "hunter22"}`:                             "hunter22",
+		"Authorization: Bearer abc.def.ghijklmnop":             "abc.def.ghijklmnop",
+		"key AKIAABCDEFGHIJKLMNOP here":                        "AKIAABCDEFGHIJKLMNOP",
+		"-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----": "MIIB",
+		"api_key=zzzzzzzz":                                                      "zzzzzzzz",
+	} {
+		if out := Redact(in); strings.Contains(out, bad) || !strings.Contains(out, "[REDACTED]") {
+			t.Errorf("Redact(%q) = %q", in, out)
+		}
+	}
+	if out := Redactor("my-literal-token")("x my-literal-token y"); strings.Contains(out, "my-literal-token") {
+		t.Errorf("literal secret kept: %q", out)
+	}
+	if out := Redact("GET /healthz 200 in 3ms"); out != "GET /healthz 200 in 3ms" {
+		t.Errorf("harmless line changed: %q", out)
+	}
+}
+
+func TestRenderCommentEscapesAndTrims(t *testing.T) {
+	p := state.Preview{Repo: "acme/web", Number: 7, Namespace: "pr-web-7", DesiredSHA: shaA,
+		Branch: "x<script>`|[link](http://evil)", Status: state.StatusFailed, Attempts: 3,
+		LastError: "CrashLoopBackOff: container app\n--- logs ---\n" + strings.Repeat("password=hunter2 ```\n", 5000)}
+	body := RenderComment(p, CommentInfo{URL: "https://pr-web-7.example.com", MaxAttempts: 3}, nil)
+	if !strings.HasPrefix(body, Marker("acme/web", 7)) {
+		t.Error("marker missing")
+	}
+	if len(body) > MaxCommentLen {
+		t.Errorf("body %d > %d", len(body), MaxCommentLen)
+	}
+	for _, bad := range []string{"<script>", "](http", "hunter2"} {
+		if strings.Contains(body, bad) {
+			t.Errorf("body contains %q", bad)
+		}
+	}
+	for _, want := range []string{"❌ Preview failed", "3 of 3", "push a new commit", "CrashLoopBackOff"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("body lacks %q", want)
+		}
+	}
+	if RenderComment(p, CommentInfo{MaxAttempts: 3}, nil) != RenderComment(p, CommentInfo{MaxAttempts: 3}, nil) {
+		t.Error("rendering is not stable")
+	}
+}
+
+func TestRenderCommentReadyShowsURL(t *testing.T) {
+	p := state.Preview{Repo: "acme/web", Number: 7, Namespace: "pr-web-7", DesiredSHA: shaA, DeployedSHA: shaA, Status: state.StatusReady}
+	body := RenderComment(p, CommentInfo{URL: "https://pr-web-7.example.com"}, nil)
+	if !strings.Contains(body, "Preview ready") || !strings.Contains(body, "pr-web-7.example.com") || !strings.Contains(body, "`aaaaaaa`") {
+		t.Errorf("ready body:\n%s", body)
+	}
+}

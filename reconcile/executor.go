@@ -1,0 +1,521 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/state"
+)
+
+// ErrLocked is returned by a Cluster's Apply when the release has an
+// operation pending (a process died mid-operation).
+var ErrLocked = errors.New("release has an operation in progress")
+
+// ErrNotOwned is returned when a namespace of the preview's name exists and
+// does not carry previewd's ownership labels.
+var ErrNotOwned = errors.New("namespace not owned by previewd")
+
+// AppFailure marks a deploy that failed because the application did not
+// become ready (a reported outcome, not a failure of previewd).
+type AppFailure interface{ AppFailure() bool }
+
+// RepoSpec is what the executor needs of a repository's configuration.
+type RepoSpec struct {
+	Name   string
+	Chart  string
+	Image  string
+	Host   string         // template
+	Values map[string]any // templates
+}
+
+// ExecutorOptions configure an Executor.
+type ExecutorOptions struct {
+	Repos         map[string]RepoSpec
+	MaxParallel   int
+	MaxAttempts   int
+	DeployTimeout time.Duration
+	// Backoff is the wait after failed attempt n (1-based): default 2^(n-1) s.
+	Backoff func(n int) time.Duration
+	// HelmTimeout bounds one install/upgrade (not the readiness wait).
+	HelmTimeout time.Duration
+	Now         func() time.Time
+	Log         *slog.Logger
+	Metrics     *Metrics
+	Redact      func(string) string
+}
+
+// Executor runs plans: one sequence of actions per PR at a time, at most
+// MaxParallel deploys or deletions at once. A newer SHA for a PR cancels
+// the readiness wait of an older one; a Helm operation itself is never
+// interrupted, so no release is left pending by previewd.
+type Executor struct {
+	gh   GitHub
+	cl   Cluster
+	st   Store
+	o    ExecutorOptions
+	sem  chan struct{}
+	log  *slog.Logger
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	busy map[state.Key]*flight
+	errs []error
+}
+
+type flight struct {
+	sha     string // deploy target, "" for other work
+	started time.Time
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// NewExecutor builds an Executor.
+func NewExecutor(gh GitHub, cl Cluster, st Store, o ExecutorOptions) *Executor {
+	if o.MaxParallel < 1 {
+		o.MaxParallel = 4
+	}
+	if o.MaxAttempts < 1 {
+		o.MaxAttempts = 3
+	}
+	if o.DeployTimeout <= 0 {
+		o.DeployTimeout = 3 * time.Minute
+	}
+	if o.HelmTimeout <= 0 {
+		o.HelmTimeout = 2 * time.Minute
+	}
+	if o.Backoff == nil {
+		o.Backoff = func(n int) time.Duration { return time.Duration(1<<(n-1)) * time.Second }
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Redact == nil {
+		o.Redact = Redact
+	}
+	return &Executor{gh: gh, cl: cl, st: st, o: o, sem: make(chan struct{}, o.MaxParallel), log: o.Log, busy: map[state.Key]*flight{}}
+}
+
+// Submit starts the plan's actions in the background, grouped per PR.
+func (e *Executor) Submit(ctx context.Context, actions []Action) {
+	var groups [][]Action
+	idx := map[state.Key]int{}
+	for _, a := range actions {
+		i, ok := idx[a.Key()]
+		if !ok {
+			i = len(groups)
+			idx[a.Key()] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], a)
+	}
+	for _, g := range groups {
+		e.start(ctx, g)
+	}
+}
+
+func deploySHA(g []Action) string {
+	for _, a := range g {
+		if a.Kind == KindDeploy || a.Kind == KindVerify {
+			return a.SHA
+		}
+	}
+	return ""
+}
+
+func (e *Executor) start(ctx context.Context, g []Action) {
+	key := g[0].Key()
+	sha := deploySHA(g)
+	e.mu.Lock()
+	prev := e.busy[key]
+	if prev != nil && sha != "" && prev.sha == sha {
+		e.mu.Unlock()
+		return // already deploying this SHA
+	}
+	if prev != nil && sha == "" && g[0].Kind == KindComment {
+		e.mu.Unlock()
+		return // the running sequence updates the comment itself
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	f := &flight{sha: sha, started: e.o.Now(), cancel: cancel, done: make(chan struct{})}
+	e.busy[key] = f
+	e.wg.Add(1)
+	e.mu.Unlock()
+	if prev != nil {
+		e.log.Info("superseding in-flight work", "repo", key.Repo, "pr", key.Number, "old_sha", short(prev.sha), "new_sha", short(sha))
+		prev.cancel()
+	}
+	go func() {
+		defer e.wg.Done()
+		defer close(f.done)
+		defer cancel()
+		if prev != nil {
+			<-prev.done
+		}
+		err := e.runGroup(fctx, g)
+		e.mu.Lock()
+		if e.busy[key] == f {
+			delete(e.busy, key)
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			e.errs = append(e.errs, fmt.Errorf("%s: %w", key, err))
+		}
+		e.mu.Unlock()
+	}()
+}
+
+// Wait blocks until everything submitted has finished and returns the
+// errors of actions previewd could not carry out (an application that
+// fails readiness is an outcome, not an error).
+func (e *Executor) Wait() error {
+	e.wg.Wait()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	err := errors.Join(e.errs...)
+	e.errs = nil
+	return err
+}
+
+// InFlight returns the start times of running deploys (for the
+// stuck-deploy metric).
+func (e *Executor) InFlight() []time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []time.Time
+	for _, f := range e.busy {
+		if f.sha != "" {
+			out = append(out, f.started)
+		}
+	}
+	return out
+}
+
+func (e *Executor) runGroup(ctx context.Context, g []Action) error {
+	var errs []error
+	for _, a := range g {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log := e.log.With("repo", a.Repo, "pr", a.Number, "namespace", a.Namespace, "action", string(a.Kind))
+		if a.SHA != "" {
+			log = log.With("sha", short(a.SHA))
+		}
+		var err error
+		switch a.Kind {
+		case KindUnlock:
+			log.Info("unlocking release stuck in a pending state", "reason", a.Reason)
+			err = e.withSlot(ctx, func() error { return e.cl.Unlock(context.WithoutCancel(ctx), a.Namespace) })
+		case KindDeploy, KindVerify:
+			err = e.deploy(ctx, log, a)
+		case KindBlocked:
+			err = e.blocked(ctx, log, a)
+		case KindDelete:
+			err = e.delete(ctx, log, a)
+		case KindForget:
+			err = e.forget(ctx, log, a)
+		case KindComment:
+			err = e.comment(ctx, a.Key())
+		}
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return err
+			}
+			log.Error("action failed", "err", e.o.Redact(err.Error()))
+			errs = append(errs, fmt.Errorf("%s: %w", a.Kind, err))
+			if a.Kind == KindUnlock {
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Executor) withSlot(ctx context.Context, fn func() error) error {
+	select {
+	case e.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-e.sem }()
+	return fn()
+}
+
+// values builds the Helm values of a preview: chart defaults previewd sets,
+// then the repository's values, then what previewd owns (image, host, PR).
+func (e *Executor) values(spec RepoSpec, a Action) (map[string]any, string, error) {
+	data := config.TemplateData{Namespace: a.Namespace, PR: config.PRData{Number: a.Number, SHA: a.SHA}}
+	if a.PR != nil {
+		data.PR.Branch, data.PR.Title = a.PR.Branch, a.PR.Title
+	}
+	host, err := config.Render(spec.Host, data)
+	if err != nil {
+		return nil, "", err
+	}
+	data.Host = host
+	repoValues, err := config.RenderValues(spec.Values, data)
+	if err != nil {
+		return nil, "", err
+	}
+	v := map[string]any{
+		"replicaCount": 1,
+		"environment":  "preview",
+		"resources": map[string]any{
+			"limits":   map[string]any{"cpu": "500m", "memory": "512Mi"},
+			"requests": map[string]any{"cpu": "100m", "memory": "128Mi"},
+		},
+	}
+	merge(v, repoValues)
+	merge(v, map[string]any{
+		"image":       map[string]any{"repository": spec.Image, "tag": a.SHA},
+		"host":        host,
+		"environment": "preview",
+		"pullRequest": map[string]any{"number": a.Number, "branch": data.PR.Branch},
+	})
+	return v, host, nil
+}
+
+func merge(dst, src map[string]any) {
+	for k, sv := range src {
+		if sm, ok := sv.(map[string]any); ok {
+			if dm, ok := dst[k].(map[string]any); ok {
+				merge(dm, sm)
+				continue
+			}
+			cp := map[string]any{}
+			merge(cp, sm)
+			dst[k] = cp
+			continue
+		}
+		dst[k] = sv
+	}
+}
+
+func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error {
+	spec, ok := e.o.Repos[a.Repo]
+	if !ok {
+		return fmt.Errorf("repository %s is not configured", a.Repo)
+	}
+	key := a.Key()
+	branch, title := "", ""
+	if a.PR != nil {
+		branch, title = a.PR.Branch, a.PR.Title
+	}
+	if _, err := e.st.Observe(ctx, key, a.Namespace, branch, title, a.SHA, e.o.Now()); err != nil {
+		return err
+	}
+	values, _, err := e.values(spec, a)
+	if err != nil {
+		return e.finishHard(ctx, key, a.SHA, fmt.Errorf("rendering values: %w", err))
+	}
+	row, _, err := e.st.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	attemptsDone := row.Attempts
+	if row.DesiredSHA != a.SHA {
+		attemptsDone = 0
+	}
+	for n := attemptsDone + 1; n <= e.o.MaxAttempts; n++ {
+		attempt, err := e.st.StartAttempt(ctx, key, a.SHA, e.o.Now())
+		if err != nil {
+			return err
+		}
+		_ = e.comment(ctx, key)
+		started := e.o.Now()
+		log.Info("deploying", "attempt", n, "reason", a.Reason)
+		err = e.withSlot(ctx, func() error { return e.attempt(ctx, log, a, spec, values) })
+		now := e.o.Now()
+		switch {
+		case err == nil:
+			if err := e.st.FinishAttempt(ctx, key, a.SHA, attempt, state.OutcomeReady, "", now, time.Time{}); err != nil && !errors.Is(err, state.ErrStale) {
+				return err
+			}
+			e.o.Metrics.deployFinished("ready", now.Sub(started))
+			if p, ok, _ := e.st.Get(ctx, key); ok && !p.SHAFirstSeenAt.IsZero() {
+				e.o.Metrics.observeLatency(now.Sub(p.SHAFirstSeenAt))
+			}
+			log.Info("preview ready", "took", now.Sub(started).Round(time.Millisecond))
+			return e.comment(ctx, key)
+		case ctx.Err() != nil:
+			// Superseded by a newer SHA or shutting down.
+			_ = e.st.FinishAttempt(context.WithoutCancel(ctx), key, a.SHA, attempt, state.OutcomeCancelled, "cancelled", now, time.Time{})
+			e.o.Metrics.deployFinished("cancelled", now.Sub(started))
+			log.Info("deploy cancelled")
+			return ctx.Err()
+		case errors.Is(err, ErrNotOwned):
+			_ = e.st.FinishAttempt(ctx, key, a.SHA, attempt, state.OutcomeFailed, e.o.Redact(err.Error()), now, time.Time{})
+			e.o.Metrics.deployFinished("failed", now.Sub(started))
+			_ = e.comment(ctx, key)
+			return err
+		}
+		next := time.Time{}
+		if n < e.o.MaxAttempts {
+			next = now.Add(e.o.Backoff(n))
+		}
+		msg := e.o.Redact(err.Error())
+		if ferr := e.st.FinishAttempt(ctx, key, a.SHA, attempt, state.OutcomeFailed, msg, now, next); ferr != nil && !errors.Is(ferr, state.ErrStale) {
+			return ferr
+		}
+		e.o.Metrics.deployFinished("failed", now.Sub(started))
+		log.Warn("deploy failed", "attempt", n, "of", e.o.MaxAttempts, "err", firstLine(msg))
+		_ = e.comment(ctx, key)
+		if next.IsZero() {
+			var af AppFailure
+			if errors.As(err, &af) && af.AppFailure() {
+				return nil // reported on the PR; not previewd's failure
+			}
+			return err
+		}
+		select {
+		case <-time.After(time.Until(next)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// attempt is one try: namespace, Helm operation (never interrupted
+// half-way), readiness (cancellable).
+func (e *Executor) attempt(ctx context.Context, log *slog.Logger, a Action, spec RepoSpec, values map[string]any) error {
+	if err := e.cl.EnsureNamespace(ctx, a.Namespace, a.Repo, a.Number); err != nil {
+		return err
+	}
+	if a.Kind == KindDeploy {
+		helmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.HelmTimeout)
+		err := e.cl.Apply(helmCtx, a.Namespace, spec.Chart, values, e.o.HelmTimeout)
+		if errors.Is(err, ErrLocked) {
+			// Nothing of ours is running for this PR (one sequence per PR),
+			// so the lock is left over from a dead process.
+			log.Warn("release locked by an interrupted operation; reinstalling")
+			if err = e.cl.Unlock(helmCtx, a.Namespace); err == nil {
+				err = e.cl.Apply(helmCtx, a.Namespace, spec.Chart, values, e.o.HelmTimeout)
+			}
+		}
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return e.cl.WaitReady(ctx, a.Namespace, e.o.DeployTimeout)
+}
+
+func (e *Executor) finishHard(ctx context.Context, key state.Key, sha string, cause error) error {
+	attempt, err := e.st.StartAttempt(ctx, key, sha, e.o.Now())
+	if err != nil {
+		return err
+	}
+	_ = e.st.FinishAttempt(ctx, key, sha, attempt, state.OutcomeFailed, e.o.Redact(cause.Error()), e.o.Now(), time.Time{})
+	_ = e.comment(ctx, key)
+	return cause
+}
+
+func (e *Executor) blocked(ctx context.Context, log *slog.Logger, a Action) error {
+	branch, title := "", ""
+	if a.PR != nil {
+		branch, title = a.PR.Branch, a.PR.Title
+	}
+	if _, err := e.st.Observe(ctx, a.Key(), a.Namespace, branch, title, a.SHA, e.o.Now()); err != nil {
+		return err
+	}
+	log.Warn("preview blocked: namespace exists and is not owned by previewd; leaving it untouched")
+	msg := fmt.Sprintf("namespace %s already exists and is not managed by previewd; previewd will not touch it. Delete or rename it to get a preview.", a.Namespace)
+	_ = e.finishHard(ctx, a.Key(), a.SHA, errors.New(msg))
+	return nil
+}
+
+func (e *Executor) delete(ctx context.Context, log *slog.Logger, a Action) error {
+	key := a.Key()
+	now := e.o.Now()
+	_, hasRow, err := e.st.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	if hasRow {
+		if err := e.st.MarkDeleting(ctx, key, now); err != nil {
+			return err
+		}
+		_ = e.comment(ctx, key)
+	}
+	log.Info("deleting preview", "reason", a.Reason)
+	started := e.o.Now()
+	err = e.withSlot(ctx, func() error { return e.cl.Delete(context.WithoutCancel(ctx), a.Namespace) })
+	e.o.Metrics.deletionFinished(err, e.o.Now().Sub(started))
+	if err != nil {
+		if hasRow {
+			_ = e.st.SetError(ctx, key, e.o.Redact(err.Error()))
+		}
+		return err
+	}
+	log.Info("preview deleted", "took", e.o.Now().Sub(started).Round(time.Millisecond))
+	if !hasRow {
+		return nil
+	}
+	if err := e.st.MarkDeleted(ctx, key, e.o.Now()); err != nil {
+		return err
+	}
+	return e.commentDeleted(ctx, key)
+}
+
+func (e *Executor) forget(ctx context.Context, log *slog.Logger, a Action) error {
+	key := a.Key()
+	now := e.o.Now()
+	if err := e.st.MarkDeleting(ctx, key, now); err != nil && !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
+	if err := e.st.MarkDeleted(ctx, key, now); err != nil && !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
+	log.Info("preview forgotten: namespace already gone", "reason", a.Reason)
+	return e.commentDeleted(ctx, key)
+}
+
+// commentDeleted updates the comment of a deleted preview (List no longer
+// returns deleted rows, so the plan cannot repair it later).
+func (e *Executor) commentDeleted(ctx context.Context, key state.Key) error {
+	return e.comment(ctx, key)
+}
+
+// CommentInfo returns what the comment of a preview shows beyond its row.
+func (e *Executor) CommentInfo(p state.Preview) CommentInfo {
+	info := CommentInfo{MaxAttempts: e.o.MaxAttempts}
+	if spec, ok := e.o.Repos[p.Repo]; ok && spec.Host != "" {
+		host, err := config.Render(spec.Host, config.TemplateData{Namespace: p.Namespace,
+			PR: config.PRData{Number: p.Number, Branch: p.Branch, SHA: p.DesiredSHA, Title: p.Title}})
+		if err == nil && host != "" {
+			info.URL = "https://" + host
+		}
+	}
+	return info
+}
+
+// Body renders the comment of a preview row.
+func (e *Executor) Body(p state.Preview) string {
+	return RenderComment(p, e.CommentInfo(p), e.o.Redact)
+}
+
+// comment brings the PR's comment in line with its row; unchanged bodies
+// are not sent. Failures are logged and repaired by a later plan.
+func (e *Executor) comment(ctx context.Context, key state.Key) error {
+	p, ok, err := e.st.Get(ctx, key)
+	if err != nil || !ok {
+		return err
+	}
+	body := e.Body(p)
+	hash := CommentHash(body)
+	if hash == p.CommentHash {
+		return nil
+	}
+	id, err := e.gh.UpsertComment(ctx, key.Repo, key.Number, p.CommentID, Marker(key.Repo, key.Number), body)
+	if err != nil {
+		e.log.Warn("updating PR comment failed; will retry next cycle", "repo", key.Repo, "pr", key.Number, "err", e.o.Redact(err.Error()))
+		return fmt.Errorf("updating comment: %w", err)
+	}
+	return e.st.SetComment(ctx, key, id, hash)
+}

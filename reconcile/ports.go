@@ -1,0 +1,57 @@
+package reconcile
+
+import (
+	"context"
+	"time"
+
+	"github.com/previewd/previewd/state"
+)
+
+// PRState is what a GET of one PR says.
+type PRState string
+
+// PR states.
+const (
+	PROpen   PRState = "open"
+	PRClosed PRState = "closed"
+	PRMerged PRState = "merged"
+)
+
+// GitHub is what the loop needs from GitHub.
+type GitHub interface {
+	// ListOpenPRs returns every open PR or an error, never a partial list.
+	ListOpenPRs(ctx context.Context, repo string) ([]PR, error)
+	GetPR(ctx context.Context, repo string, number int) (PR, PRState, error)
+	UpsertComment(ctx context.Context, repo string, number int, knownID int64, marker, body string) (int64, error)
+}
+
+// Cluster is what the loop needs from Kubernetes and Helm.
+type Cluster interface {
+	// Observe lists previewd's namespaces with their releases, and tells
+	// which of the wanted names exist without previewd's ownership labels.
+	Observe(ctx context.Context, wanted []string) (ClusterObservation, error)
+	EnsureNamespace(ctx context.Context, ns, repo string, number int) error
+	// Apply installs or upgrades the release; it returns ErrLocked (from
+	// the adapter) when a release operation is pending.
+	Apply(ctx context.Context, ns, chart string, values map[string]any, timeout time.Duration) error
+	// WaitReady waits for the release's workloads; a failure is a
+	// *NotReady-style error whose text is shown on the PR.
+	WaitReady(ctx context.Context, ns string, timeout time.Duration) error
+	Unlock(ctx context.Context, ns string) error
+	// Delete uninstalls and deletes an owned namespace and waits until it
+	// is gone.
+	Delete(ctx context.Context, ns string) error
+}
+
+// Store is previewd's memory.
+type Store interface {
+	List(ctx context.Context) ([]state.Preview, error)
+	Get(ctx context.Context, key state.Key) (state.Preview, bool, error)
+	Observe(ctx context.Context, key state.Key, namespace, branch, title, sha string, now time.Time) (state.Preview, error)
+	StartAttempt(ctx context.Context, key state.Key, sha string, now time.Time) (int, error)
+	FinishAttempt(ctx context.Context, key state.Key, sha string, attempt int, outcome state.Outcome, errMsg string, now, nextAttemptAt time.Time) error
+	MarkDeleting(ctx context.Context, key state.Key, now time.Time) error
+	MarkDeleted(ctx context.Context, key state.Key, now time.Time) error
+	SetError(ctx context.Context, key state.Key, msg string) error
+	SetComment(ctx context.Context, key state.Key, commentID int64, hash string) error
+}

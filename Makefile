@@ -8,7 +8,7 @@ STATICCHECK_VERSION := v0.8.2
 TEST_TIMEOUT ?= 30m
 TEST_FLAGS ?= -race -count=1
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/previewd/previewd/cmd/previewd/internal/version.Version=$(VERSION)
+LDFLAGS := -X github.com/previewd/previewd/internal/version.Version=$(VERSION)
 
 .PHONY: build test test-unit lint kube-bins cluster-up cluster-down demo bench clean
 

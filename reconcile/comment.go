@@ -2,8 +2,10 @@ package reconcile
 
 import (
 	"crypto/sha256"
+
 	"encoding/hex"
 	"fmt"
+	"github.com/previewd/previewd/internal/config"
 	"regexp"
 	"strings"
 
@@ -186,3 +188,30 @@ func Redactor(secrets ...string) func(string) string {
 		return Redact(s)
 	}
 }
+
+// Renderer renders PR comments from preview rows; the executor writes them
+// and the planner compares their hashes.
+type Renderer struct {
+	Repos       map[string]RepoSpec
+	MaxAttempts int
+	Redact      func(string) string
+}
+
+// Info returns what the comment of a preview shows beyond its row.
+func (r Renderer) Info(p state.Preview) CommentInfo {
+	info := CommentInfo{MaxAttempts: r.MaxAttempts}
+	if spec, ok := r.Repos[p.Repo]; ok && spec.Host != "" {
+		host, err := config.Render(spec.Host, config.TemplateData{Namespace: p.Namespace,
+			PR: config.PRData{Number: p.Number, Branch: p.Branch, SHA: p.DesiredSHA, Title: p.Title}})
+		if err == nil && host != "" {
+			info.URL = "https://" + host
+		}
+	}
+	return info
+}
+
+// Body is the comment of a preview row.
+func (r Renderer) Body(p state.Preview) string { return RenderComment(p, r.Info(p), r.Redact) }
+
+// Hash is the hash of Body, for Options.CommentHash.
+func (r Renderer) Hash(p state.Preview) string { return CommentHash(r.Body(p)) }

@@ -49,6 +49,10 @@ type ExecutorOptions struct {
 	Redact      func(string) string
 }
 
+func (o ExecutorOptions) renderer() Renderer {
+	return Renderer{Repos: o.Repos, MaxAttempts: o.MaxAttempts, Redact: o.Redact}
+}
+
 // Executor runs plans: one sequence of actions per PR at a time, at most
 // MaxParallel deploys or deletions at once. A newer SHA for a PR cancels
 // the readiness wait of an older one; a Helm operation itself is never
@@ -482,23 +486,11 @@ func (e *Executor) commentDeleted(ctx context.Context, key state.Key) error {
 	return e.comment(ctx, key)
 }
 
-// CommentInfo returns what the comment of a preview shows beyond its row.
-func (e *Executor) CommentInfo(p state.Preview) CommentInfo {
-	info := CommentInfo{MaxAttempts: e.o.MaxAttempts}
-	if spec, ok := e.o.Repos[p.Repo]; ok && spec.Host != "" {
-		host, err := config.Render(spec.Host, config.TemplateData{Namespace: p.Namespace,
-			PR: config.PRData{Number: p.Number, Branch: p.Branch, SHA: p.DesiredSHA, Title: p.Title}})
-		if err == nil && host != "" {
-			info.URL = "https://" + host
-		}
-	}
-	return info
-}
-
 // Body renders the comment of a preview row.
-func (e *Executor) Body(p state.Preview) string {
-	return RenderComment(p, e.CommentInfo(p), e.o.Redact)
-}
+func (e *Executor) Body(p state.Preview) string { return e.o.renderer().Body(p) }
+
+// SetMetrics attaches metrics after construction (they read InFlight).
+func (e *Executor) SetMetrics(m *Metrics) { e.o.Metrics = m }
 
 // comment brings the PR's comment in line with its row; unchanged bodies
 // are not sent. Failures are logged and repaired by a later plan.

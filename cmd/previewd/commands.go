@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/version"
+	"github.com/previewd/previewd/internal/wire"
+	"github.com/previewd/previewd/reconcile"
+	"github.com/previewd/previewd/state"
+)
+
+type common struct {
+	config    string
+	logLevel  string
+	logFormat string
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.config, "config", "", "path to previewd's YAML configuration (required)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "json", "json or text")
+}
+
+func (c *common) load(stderr io.Writer, getenv func(string) string) (*config.Config, *slog.Logger, error) {
+	if c.config == "" {
+		return nil, nil, errors.New("--config is required: pass the path to previewd's YAML configuration")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, nil, fmt.Errorf("--log-level: %w", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch c.logFormat {
+	case "json":
+		h = slog.NewJSONHandler(stderr, hopts)
+	case "text":
+		h = slog.NewTextHandler(stderr, hopts)
+	default:
+		return nil, nil, fmt.Errorf("--log-format must be json or text, got %q", c.logFormat)
+	}
+	cfg, err := config.Load(c.config, getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, slog.New(h), nil
+}
+
+func fail(stderr io.Writer, err error) int {
+	fmt.Fprintln(stderr, "previewd:", err)
+	return 1
+}
+
+func cmdRun(ctx context.Context, args []string, _, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	once := fs.Bool("once", false, "run one cycle, wait for its actions, and exit (non-zero if it failed)")
+	if err := fs.Parse(args); err != nil {
+		return 1
+	}
+	cfg, log, err := c.load(stderr, getenv)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	d, err := wire.Build(ctx, cfg, wire.Options{Log: log})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	defer d.Close()
+	log.Info("previewd starting", "version", version.String(), "repositories", len(cfg.Repositories),
+		"interval", cfg.Interval.String(), "instance", cfg.Instance)
+	if *once {
+		if err := d.Loop.RunOnce(ctx); err != nil {
+			return fail(stderr, err)
+		}
+		return 0
+	}
+	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSrv()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- d.Serve(srvCtx, cfg.Listen) }()
+	done := make(chan struct{})
+	// On SIGTERM the loop stops scheduling and waits for in-flight work:
+	// Helm operations run to completion (they are never cut half-way, so
+	// no release is left pending-*); readiness waits are cancelled and
+	// recorded as such, and the next start verifies them.
+	go func() { _ = d.Loop.Run(ctx); close(done) }()
+	select {
+	case <-done:
+	case err := <-srvErr:
+		log.Error("HTTP endpoints failed", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	output := fs.String("output", "text", "text or json")
+	verbose := fs.Bool("v", false, "also list the PRs left alone and why")
+	if err := fs.Parse(args); err != nil {
+		return 1
+	}
+	if *output != "text" && *output != "json" {
+		return fail(stderr, fmt.Errorf("--output must be text or json, got %q", *output))
+	}
+	c.logLevel = "warn"
+	cfg, log, err := c.load(stderr, getenv)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	d, err := wire.Build(ctx, cfg, wire.Options{ReadOnly: true, Log: log})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	defer d.Close()
+	res, err := d.Loop.Plan(ctx)
+	if err != nil && strings.Contains(err.Error(), "reading previews") {
+		return fail(stderr, fmt.Errorf("%w (has `previewd migrate` been run?)", err))
+	}
+	if *output == "json" {
+		out := struct {
+			reconcile.Result
+			Errors []string `json:"errors,omitempty"`
+		}{Result: res}
+		if err != nil {
+			out.Errors = strings.Split(err.Error(), "\n")
+		}
+		if out.Actions == nil {
+			out.Actions = []reconcile.Action{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(out)
+	} else {
+		if len(res.Actions) == 0 {
+			fmt.Fprintln(stdout, "No changes: previews match the open pull requests.")
+		}
+		for _, a := range res.Actions {
+			fmt.Fprintln(stdout, a.String())
+		}
+		if *verbose {
+			for _, s := range res.Skipped {
+				if s.Number > 0 {
+					fmt.Fprintf(stdout, "# %s#%d left alone: %s\n", s.Repo, s.Number, s.Reason)
+				} else {
+					fmt.Fprintf(stdout, "# %s left alone: %s\n", s.Repo, s.Reason)
+				}
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "previewd: observation incomplete (the plan above deletes nothing it could not confirm):", err)
+		return 1
+	}
+	if len(res.Actions) > 0 {
+		return 2
+	}
+	return 0
+}
+
+func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 1
+	}
+	if c.config == "" {
+		return fail(stderr, errors.New("--config is required"))
+	}
+	// migrate needs only the database: do not insist on GitHub credentials.
+	url := getenv(config.EnvDatabaseURL)
+	if url == "" {
+		cfg, _, err := c.load(stderr, getenv)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		url = cfg.DatabaseURL
+	}
+	st, err := state.Open(ctx, url)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return fail(stderr, err)
+	}
+	fmt.Fprintln(stdout, "migrations applied")
+	return 0
+}
+
+func cmdVersion(stdout io.Writer) int {
+	fmt.Fprintln(stdout, "previewd", version.String())
+	return 0
+}

@@ -1,0 +1,145 @@
+// Package wire builds a running previewd from its configuration: the
+// GitHub client, the cluster adapter over kube/, the state store, the loop
+// and the HTTP endpoints. cmd/previewd is flags and this.
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/previewd/previewd/kube"
+	"github.com/previewd/previewd/reconcile"
+)
+
+// Cluster adapts kube/ to reconcile.Cluster.
+type Cluster struct {
+	Client     kubernetes.Interface
+	Namespaces *kube.Namespaces
+	Releases   *kube.Releases
+	Redact     func(string) string
+}
+
+var _ reconcile.Cluster = (*Cluster)(nil)
+
+func (c *Cluster) release(repo string) string { return kube.ReleaseName(repo) }
+
+// Observe lists owned namespaces and their releases, and which wanted
+// names exist without previewd's labels.
+func (c *Cluster) Observe(ctx context.Context, wanted []string) (reconcile.ClusterObservation, error) {
+	obs := reconcile.ClusterObservation{Owned: map[string]reconcile.Namespace{}, Foreign: map[string]bool{}, Releases: map[string]reconcile.Release{}}
+	owned, err := c.Namespaces.ListOwned(ctx)
+	if err != nil {
+		return obs, err
+	}
+	for _, ns := range owned {
+		obs.Owned[ns.Name] = reconcile.Namespace{Name: ns.Name, Repo: ns.Repo, Number: ns.Number, Terminating: ns.Terminating}
+		if ns.Terminating {
+			continue
+		}
+		rel, err := c.Releases.Get(ctx, ns.Name, c.release(ns.Repo))
+		if err != nil {
+			return obs, fmt.Errorf("reading release in %s: %w", ns.Name, err)
+		}
+		obs.Releases[ns.Name] = reconcile.Release{Exists: rel.Exists, Status: rel.Status, SHA: imageTag(rel.Values), Updated: rel.Updated}
+	}
+	for _, name := range wanted {
+		if _, ok := obs.Owned[name]; ok {
+			continue
+		}
+		_, err := c.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			obs.Foreign[name] = true
+		case apierrors.IsNotFound(err):
+		default:
+			return obs, fmt.Errorf("checking namespace %s: %w", name, err)
+		}
+	}
+	obs.Complete = true
+	return obs, nil
+}
+
+func imageTag(values map[string]any) string {
+	img, _ := values["image"].(map[string]any)
+	tag, _ := img["tag"].(string)
+	return tag
+}
+
+// EnsureNamespace creates the preview namespace or confirms it is ours.
+func (c *Cluster) EnsureNamespace(ctx context.Context, ns, repo string, number int) error {
+	err := c.Namespaces.Ensure(ctx, ns, repo, number)
+	if errors.Is(err, kube.ErrNotOwned) {
+		return fmt.Errorf("%w: %w", reconcile.ErrNotOwned, err)
+	}
+	return err
+}
+
+// Apply installs or upgrades the preview release.
+func (c *Cluster) Apply(ctx context.Context, ns, chart string, values map[string]any, timeout time.Duration) error {
+	_, err := c.Releases.InstallOrUpgrade(ctx, kube.InstallRequest{Namespace: ns, Name: kube.ReleaseName(""), ChartPath: chart, Values: values, Timeout: timeout})
+	if errors.Is(err, kube.ErrLocked) {
+		return fmt.Errorf("%w: %w", reconcile.ErrLocked, err)
+	}
+	return err
+}
+
+// appFailure is an application that did not become ready.
+type appFailure struct{ err *kube.NotReadyError }
+
+func (a appFailure) Error() string {
+	if a.err.Logs == "" {
+		return a.err.Error()
+	}
+	return a.err.Error() + "\n--- logs ---\n" + a.err.Logs
+}
+func (a appFailure) Unwrap() error    { return a.err }
+func (a appFailure) AppFailure() bool { return true }
+
+// WaitReady waits for every Deployment in the preview namespace.
+func (c *Cluster) WaitReady(ctx context.Context, ns string, timeout time.Duration) error {
+	err := kube.WaitReady(ctx, c.Client, ns, "", timeout, kube.WithRedact(c.redact))
+	var nr *kube.NotReadyError
+	if errors.As(err, &nr) {
+		return appFailure{nr}
+	}
+	return err
+}
+
+func (c *Cluster) redact(s string) string {
+	if c.Redact == nil {
+		return reconcile.Redact(s)
+	}
+	return c.Redact(s)
+}
+
+// Unlock removes a release an interrupted operation left pending.
+func (c *Cluster) Unlock(ctx context.Context, ns string) error {
+	return c.Releases.Unlock(ctx, ns, kube.ReleaseName(""))
+}
+
+// Delete uninstalls the release (cluster-scoped objects go with it) and
+// deletes the namespace, waiting until it is gone.
+func (c *Cluster) Delete(ctx context.Context, ns string) error {
+	live, err := c.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !kube.Owned(live, c.Namespaces.Instance) {
+		return fmt.Errorf("%w: %s", reconcile.ErrNotOwned, ns)
+	}
+	if live.DeletionTimestamp == nil {
+		if err := c.Releases.Uninstall(ctx, ns, kube.ReleaseName("")); err != nil {
+			return fmt.Errorf("uninstalling the release in %s: %w", ns, err)
+		}
+	}
+	return c.Namespaces.Delete(ctx, ns)
+}

@@ -1,0 +1,224 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gregjones/httpcache"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/kube"
+	"github.com/previewd/previewd/reconcile"
+	"github.com/previewd/previewd/state"
+)
+
+// Options tune Build beyond the configuration file.
+type Options struct {
+	// ReadOnly builds a daemon that can only plan: no migration, nothing
+	// written to PostgreSQL (the HTTP cache is read, new entries stay in
+	// memory), no executor.
+	ReadOnly bool
+	Log      *slog.Logger
+	// Registry receives the metrics; nil makes a new one.
+	Registry *prometheus.Registry
+	// Backoff replaces the 2^(n-1) s retry delay (tests).
+	Backoff func(n int) time.Duration
+	// MutationSpacing replaces the gap between GitHub mutations (tests).
+	MutationSpacing *time.Duration
+}
+
+// Daemon is a wired previewd.
+type Daemon struct {
+	Config   *config.Config
+	Store    *state.Store
+	Loop     *reconcile.Loop
+	Executor *reconcile.Executor
+	Registry *prometheus.Registry
+	Kube     kubernetes.Interface
+	Log      *slog.Logger
+}
+
+// RESTConfig loads the cluster configuration: the configured kubeconfig,
+// else in-cluster, else $KUBECONFIG / ~/.kube/config.
+func RESTConfig(path string) (*rest.Config, error) {
+	if path != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", path)
+		if err != nil {
+			return nil, fmt.Errorf("loading kubernetes.kubeconfig %s: %w", path, err)
+		}
+		return cfg, nil
+	}
+	if cfg, err := rest.InClusterConfig(); err == nil {
+		return cfg, nil
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(), nil).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no cluster configuration: not in a cluster, and $KUBECONFIG / ~/.kube/config unusable (%w); set kubernetes.kubeconfig", err)
+	}
+	return cfg, nil
+}
+
+// Build wires a daemon. The caller closes it.
+func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := o.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	st, err := state.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{Config: cfg, Store: st, Registry: reg, Log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			d.Close()
+		}
+	}()
+	if !o.ReadOnly {
+		if err := st.Migrate(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	restCfg, err := RESTConfig(cfg.Kubernetes.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	restCfg.QPS, restCfg.Burst = 50, 100
+	kc, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
+	}
+	d.Kube = kc
+	redact := reconcile.Redactor(cfg.Token.Reveal())
+
+	var cache httpcache.Cache
+	pg := st.HTTPCache(context.WithoutCancel(ctx), state.HTTPCacheOptions{OnError: func(op string, err error) {
+		log.Warn("HTTP cache in PostgreSQL unavailable; requests go uncached", "op", op, "err", err)
+	}})
+	if o.ReadOnly {
+		cache = newReadOnlyCache(pg)
+	} else {
+		cache = pg
+	}
+	gh, err := newGitHub(ctx, cfg, cache, reg, log, o.MutationSpacing)
+	if err != nil {
+		return nil, err
+	}
+
+	cl := &Cluster{
+		Client:     kc,
+		Namespaces: &kube.Namespaces{Client: kc, Instance: cfg.Instance, Log: log},
+		Releases:   &kube.Releases{RESTConfig: restCfg, Log: log},
+		Redact:     redact,
+	}
+	specs := map[string]reconcile.RepoSpec{}
+	policies := map[string]reconcile.RepoPolicy{}
+	var names []string
+	for _, r := range cfg.Repositories {
+		names = append(names, r.Name)
+		specs[r.Name] = reconcile.RepoSpec{Name: r.Name, Chart: r.Chart, Image: r.Image, Host: r.Host, Values: r.Values}
+		policies[r.Name] = reconcile.RepoPolicy{AllowForks: r.AllowForks, SkipDrafts: r.SkipDrafts, RequireLabels: r.RequireLabels, IgnoreLabels: r.IgnoreLabels}
+	}
+	var ex *reconcile.Executor
+	var metrics *reconcile.Metrics
+	if !o.ReadOnly {
+		ex = reconcile.NewExecutor(gh, cl, st, reconcile.ExecutorOptions{Repos: specs, MaxParallel: cfg.MaxParallelDeploys,
+			MaxAttempts: cfg.MaxAttempts, DeployTimeout: cfg.DeployTimeout, Backoff: o.Backoff, Log: log, Redact: redact})
+		metrics = reconcile.NewMetrics(reg, ex.InFlight)
+		ex.SetMetrics(metrics)
+	}
+	// plan and run hash comments the same way.
+	renderer := reconcile.Renderer{Repos: specs, MaxAttempts: cfg.MaxAttempts, Redact: redact}
+	d.Executor = ex
+	d.Loop = reconcile.NewLoop(gh, cl, st, ex, reconcile.LoopOptions{
+		Repos: names, Policies: policies, NamespaceFor: kube.NamespaceName,
+		MaxAttempts: cfg.MaxAttempts, DeployTimeout: cfg.DeployTimeout,
+		Interval: cfg.Interval, Resync: cfg.ResyncInterval, Log: log, Metrics: metrics,
+		CommentHash: renderer.Hash,
+	})
+	ok = true
+	return d, nil
+}
+
+// Close releases the database pool.
+func (d *Daemon) Close() {
+	if d.Store != nil {
+		d.Store.Close()
+	}
+}
+
+// Handler serves /metrics, /healthz (the process answers) and /readyz
+// (a cycle has succeeded and PostgreSQL and the API server answer now).
+func (d *Daemon) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := d.Ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// Ready says why the daemon is not ready, or nil.
+func (d *Daemon) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var errs []error
+	if d.Loop.LastSuccess().IsZero() {
+		errs = append(errs, errors.New("no successful reconcile cycle yet"))
+	}
+	var wg sync.WaitGroup
+	var pgErr, kubeErr error
+	wg.Add(2)
+	go func() { defer wg.Done(); pgErr = d.Store.Ping(ctx) }()
+	go func() {
+		defer wg.Done()
+		_, kubeErr = d.Kube.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	}()
+	wg.Wait()
+	if pgErr != nil {
+		errs = append(errs, fmt.Errorf("PostgreSQL: %w", pgErr))
+	}
+	if kubeErr != nil {
+		errs = append(errs, fmt.Errorf("Kubernetes API server: %w", kubeErr))
+	}
+	return errors.Join(errs...)
+}
+
+// Serve runs the HTTP endpoints until ctx ends.
+func (d *Daemon) Serve(ctx context.Context, addr string) error {
+	srv := &http.Server{Addr: addr, Handler: d.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving %s: %w", addr, err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}
+

@@ -1,0 +1,84 @@
+package wire
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/gregjones/httpcache"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/previewd/previewd/github"
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/reconcile"
+)
+
+// GitHub adapts github.Client to reconcile.GitHub.
+type GitHub struct{ C *github.Client }
+
+var _ reconcile.GitHub = GitHub{}
+
+func newGitHub(_ context.Context, cfg *config.Config, cache httpcache.Cache, reg prometheus.Registerer, log *slog.Logger, spacing *time.Duration) (GitHub, error) {
+	o := github.Options{BaseURL: cfg.GitHub.APIURL, Cache: cache, Registerer: reg, Log: log}
+	if spacing != nil {
+		o.MutationSpacing = *spacing
+	}
+	if a := cfg.GitHub.App; a != nil {
+		key, err := os.ReadFile(a.PrivateKeyFile)
+		if err != nil {
+			return GitHub{}, fmt.Errorf("github.app.private_key_file: %w", err)
+		}
+		o.App = &github.AppAuth{AppID: a.AppID, InstallationID: a.InstallationID, PrivateKey: key}
+	} else {
+		o.Token = cfg.Token.Reveal()
+	}
+	c, err := github.New(o)
+	if err != nil {
+		return GitHub{}, err
+	}
+	return GitHub{C: c}, nil
+}
+
+func convert(p github.PR) reconcile.PR {
+	return reconcile.PR{Number: p.Number, Title: p.Title, Branch: p.Branch, SHA: p.SHA, Author: p.Author,
+		Draft: p.Draft, Fork: p.Fork, ForkDeleted: p.ForkDeleted, Labels: p.Labels}
+}
+
+// ListOpenPRs returns every open PR of repo.
+func (g GitHub) ListOpenPRs(ctx context.Context, repo string) ([]reconcile.PR, error) {
+	prs, err := g.C.ListOpenPRs(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]reconcile.PR, len(prs))
+	for i, p := range prs {
+		out[i] = convert(p)
+		out[i].Repo = repo
+	}
+	return out, nil
+}
+
+// GetPR reads one PR's state.
+func (g GitHub) GetPR(ctx context.Context, repo string, number int) (reconcile.PR, reconcile.PRState, error) {
+	p, err := g.C.GetPR(ctx, repo, number)
+	if err != nil {
+		return reconcile.PR{}, "", err
+	}
+	st := reconcile.PROpen
+	switch {
+	case p.Merged:
+		st = reconcile.PRMerged
+	case p.State == "closed":
+		st = reconcile.PRClosed
+	}
+	pr := convert(p)
+	pr.Repo = repo
+	return pr, st, nil
+}
+
+// UpsertComment keeps previewd's one comment on the PR.
+func (g GitHub) UpsertComment(ctx context.Context, repo string, number int, knownID int64, marker, body string) (int64, error) {
+	return g.C.UpsertComment(ctx, repo, number, knownID, marker, body)
+}

@@ -35,7 +35,9 @@ func memReleases(t *testing.T) (*Releases, *storage.Storage) {
 		cfg.Releases = storage.Init(mem)
 		cfg.Releases.MaxHistory = r.maxHistory()
 		cfg.KubeClient = &kubefake.PrintingKubeClient{Out: io.Discard}
-		cfg.Capabilities = common.DefaultCapabilities
+		caps := common.DefaultCapabilities.Copy()
+		caps.KubeVersion = common.KubeVersion{Version: "v1.37.2", Major: "1", Minor: "37"}
+		cfg.Capabilities = caps
 		return cfg, nil
 	}
 	return r, store

@@ -11,8 +11,10 @@ const (
 	// maxLabel is the longest DNS-1123 label (namespace name, label value).
 	maxLabel = 63
 	// hashLen is the number of hex digits of sha256 appended to a name that
-	// was truncated or sanitized lossily.
-	hashLen = 6
+	// was truncated or sanitized lossily: 32 bits, so that even thousands of
+	// long names sharing a prefix are unlikely to collide (24 bits would
+	// collide with even odds at ~5,000).
+	hashLen = 8
 	// fallbackRepo replaces a repository name that sanitizes to nothing.
 	fallbackRepo = "repo"
 )
@@ -29,11 +31,11 @@ func ReleaseName(repo string) string {
 //
 // Only the repository's name (after the last "/") is used, lowercased and
 // reduced to [a-z0-9-] with runs of hyphens collapsed and trimmed; an empty
-// result becomes "repo". The result is a DNS-1123 label of at most 63
+// result becomes "repo" (plus the hash below). The result is a DNS-1123 label of at most 63
 // characters that always ends in -<number>: when the name must be shortened,
 // the repository part is truncated, never the number. Whenever sanitizing
 // lost information (characters other than case were replaced or dropped) or
-// the name was truncated, six hex digits of sha256 of the lowercased full
+// the name was truncated, eight hex digits of sha256 of the lowercased full
 // "owner/name" are inserted before the number, so such names do not collide.
 //
 // Two repositories with the same name under different owners map to the
@@ -65,7 +67,7 @@ func NamespaceName(repo string, number int) string {
 			hashed = "-" + shortHash(repo)
 			room -= len(hashed)
 		}
-		// part starts with [a-z0-9] and room >= 33, so something remains.
+		// part starts with [a-z0-9] and room >= 31, so something remains.
 		part = strings.TrimRight(part[:room], "-")
 	}
 	return prefix + part + hashed + suffix
@@ -118,7 +120,7 @@ func sanitizeDNS(s string) string {
 
 func isAlnum(r rune) bool { return (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') }
 
-// shortHash is the first six hex digits of sha256 of the lowercased input
+// shortHash is the first hashLen hex digits of sha256 of the lowercased input
 // (GitHub repository names are case-insensitive).
 func shortHash(s string) string {
 	sum := sha256.Sum256([]byte(strings.ToLower(s)))

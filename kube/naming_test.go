@@ -26,7 +26,7 @@ func TestNamespaceName(t *testing.T) {
 		{"acme/...", 5, "pr-repo-" + shortHash("acme/...") + "-5"},
 		{"acme/", 5, "pr-repo-" + shortHash("acme/") + "-5"},
 		{"", 5, "pr-repo-" + shortHash("") + "-5"},
-		{"acme/" + long, 123456, "pr-" + strings.Repeat("a", 63-3-7-7) + "-" + shortHash("acme/"+long) + "-123456"},
+		{"acme/" + long, 123456, "pr-" + strings.Repeat("a", 63-3-9-7) + "-" + shortHash("acme/"+long) + "-123456"},
 		{"acme/ünïcode", 9, "pr-n-code-" + shortHash("acme/ünïcode") + "-9"},
 		{"acme/web", -4, "pr-web-4"},
 	}

@@ -83,6 +83,10 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
+// Shutdown stops the throwaway server of this test binary, if any. Main
+// calls it; a TestMain that combines harnesses calls it after m.Run.
+func Shutdown() error { return shutdown() }
+
 // shutdown stops the throwaway server of this binary, if any.
 func shutdown() error {
 	binary.mu.Lock()

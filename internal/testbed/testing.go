@@ -28,6 +28,14 @@ var shared struct {
 // for them, if any. Call it from TestMain: func TestMain(m *testing.M) { testbed.Main(m) }.
 func Main(m *testing.M) {
 	code := m.Run()
+	StopShared(code)
+	os.Exit(code)
+}
+
+// StopShared stops the control plane Kube started, keeping its logs when
+// code (the tests' exit code) is not 0. For a TestMain that combines
+// harnesses.
+func StopShared(code int) {
 	if c := shared.cluster; c != nil && len(c.procs) > 0 {
 		_ = c.Stop()
 		if code == 0 {
@@ -36,7 +44,6 @@ func Main(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "testbed: control-plane logs kept in %s\n", c.Dir)
 		}
 	}
-	os.Exit(code)
 }
 
 // Kube returns the control plane shared by this test binary, starting it on

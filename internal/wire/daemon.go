@@ -221,4 +221,3 @@ func (d *Daemon) Serve(ctx context.Context, addr string) error {
 		return srv.Shutdown(sctx)
 	}
 }
-

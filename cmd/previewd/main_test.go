@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/previewd/previewd/internal/e2e"
+	"github.com/previewd/previewd/internal/pgtest"
+	"github.com/previewd/previewd/internal/testbed"
+	"github.com/previewd/previewd/kube"
+	"github.com/previewd/previewd/state"
+)
+
+// The test binary doubles as the previewd binary for the kill test.
+const asMain = "PREVIEWD_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMain) == "1" {
+		main()
+		return
+	}
+	code := m.Run()
+	testbed.StopShared(code)
+	if err := pgtest.Shutdown(); err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest:", err)
+	}
+	os.Exit(code)
+}
+
+func TestUsageAndVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"version"}, &out, &errb, os.Getenv); code != 0 || !strings.HasPrefix(out.String(), "previewd ") {
+		t.Errorf("version: code %d out %q", code, out.String())
+	}
+	if code := run(context.Background(), []string{"bogus"}, &out, &errb, os.Getenv); code != 1 || !strings.Contains(errb.String(), "unknown command") {
+		t.Errorf("bogus: code %d err %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run(context.Background(), []string{"plan"}, &out, &errb, os.Getenv); code != 1 || !strings.Contains(errb.String(), "--config is required") {
+		t.Errorf("plan without config: code %d err %q", code, errb.String())
+	}
+}
+
+// snapshot is everything plan must not change.
+func snapshot(t *testing.T, e *e2e.Env) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	c := e.GH.Counters()
+	fmt.Fprintf(&b, "github mutations=%d comments=%d\n", c.Mutations, len(e.GH.Comments(e.Repo, 1))+len(e.GH.Comments(e.Repo, 2))+len(e.GH.Comments(e.Repo, 3)))
+	conn, err := pgx.Connect(ctx, e.DBURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{
+		`SELECT p::text FROM previews p ORDER BY id`,
+		`SELECT a::text FROM deploy_attempts a ORDER BY id`,
+		`SELECT key || ' ' || md5(value) || ' ' || updated_at::text FROM http_cache ORDER BY key`,
+		`SELECT version::text FROM schema_migrations ORDER BY version`,
+	} {
+		rows, err := conn.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			b.WriteString(s + "\n")
+		}
+		rows.Close()
+	}
+	nss, err := e.Kube.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, ns := range nss.Items {
+		if strings.Contains(ns.Name, strings.TrimPrefix(e.Repo[strings.Index(e.Repo, "/")+1:], "")) {
+			names = append(names, ns.Name+"@"+ns.ResourceVersion)
+			secrets, _ := e.Kube.Client.CoreV1().Secrets(ns.Name).List(ctx, metav1.ListOptions{})
+			for _, s := range secrets.Items {
+				names = append(names, "  secret "+s.Name+"@"+s.ResourceVersion)
+			}
+			deps, _ := e.Kube.Client.AppsV1().Deployments(ns.Name).List(ctx, metav1.ListOptions{})
+			for _, d := range deps.Items {
+				names = append(names, "  deployment "+d.Name+"@"+d.ResourceVersion)
+			}
+		}
+	}
+	sort.Strings(names)
+	b.WriteString(strings.Join(names, "\n"))
+	return b.String()
+}
+
+// TestPlanWritesNothing: `previewd plan` prints the next cycle's actions
+// and changes nothing in GitHub, the cluster or PostgreSQL.
+func TestPlanWritesNothing(t *testing.T) {
+	e := e2e.New(t, "")
+	d := e.Daemon(false)
+	n1 := e.Open("One", "one", e2e.SHA("p1"))
+	n3 := e.Open("Three", "three", e2e.SHA("p3"))
+	e.MustRunOnce(d)
+	n2 := e.Open("Two", "two", e2e.SHA("p2"))
+	if err := e.GH.Push(e.Repo, n1, e2e.SHA("p1b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.GH.ClosePR(e.Repo, n3); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, e)
+
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"plan", "--config", e.ConfigPath}, &out, &errb, e.Getenv)
+	if code != 2 {
+		t.Fatalf("plan exit code %d, want 2 (changes planned); stderr:\n%s", code, errb.String())
+	}
+	t.Logf("plan output:\n%s", out.String())
+	want := []string{
+		fmt.Sprintf("%s#%d deploy  %s %s → %s (new SHA)", e.Repo, n1, e.NS(n1), e2e.SHA("p1")[:7], e2e.SHA("p1b")[:7]),
+		fmt.Sprintf("%s#%d deploy  %s %s (new preview)", e.Repo, n2, e.NS(n2), e2e.SHA("p2")[:7]),
+		fmt.Sprintf("%s#%d delete  %s %s (PR closed)", e.Repo, n3, e.NS(n3), e2e.SHA("p3")[:7]),
+	}
+	if got := strings.TrimSpace(out.String()); got != strings.Join(want, "\n") {
+		t.Errorf("plan:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+
+	out.Reset()
+	if code := run(context.Background(), []string{"plan", "--config", e.ConfigPath, "--output", "json"}, &out, &errb, e.Getenv); code != 2 {
+		t.Fatalf("plan --output json exit %d", code)
+	}
+	var js struct {
+		Actions []struct {
+			Action, Repo, Namespace, SHA string
+			PR                           int
+		} `json:"actions"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &js); err != nil || len(js.Actions) != 3 || js.Actions[2].Action != "delete" {
+		t.Fatalf("json plan: %v\n%s", err, out.String())
+	}
+
+	if after := snapshot(t, e); after != before {
+		t.Fatalf("plan changed something.\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	e.MustRunOnce(d)
+	out.Reset()
+	if code := run(context.Background(), []string{"plan", "--config", e.ConfigPath}, &out, &errb, e.Getenv); code != 0 || !strings.Contains(out.String(), "No changes") {
+		t.Errorf("plan after apply: code %d\n%s", code, out.String())
+	}
+}
+
+func startDaemon(t *testing.T, e *e2e.Env, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"run", "--config", e.ConfigPath, "--log-format", "text"}, args...)...)
+	cmd.Env = append(os.Environ(), asMain+"=1", "TEST_GH_TOKEN="+e.Token())
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &logs
+}
+
+// TestKillMidDeploy: the daemon is killed (SIGKILL) at several points of a
+// deploy; the next start converges with no release left pending and
+// exactly one comment.
+func TestKillMidDeploy(t *testing.T) {
+	e := e2e.New(t, "")
+	ctx := context.Background()
+	n := e.Open("Kill me", "kill", e2e.SHA("k0"))
+	var last string
+	for i, delay := range []time.Duration{300 * time.Millisecond, 900 * time.Millisecond, 1500 * time.Millisecond, 2500 * time.Millisecond} {
+		last = e2e.SHA(fmt.Sprint("k", i+1))
+		if err := e.GH.Push(e.Repo, n, last); err != nil {
+			t.Fatal(err)
+		}
+		cmd, logs := startDaemon(t, e)
+		time.Sleep(delay)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+		rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName(e.Repo))
+		t.Logf("killed after %s: release exists=%v status=%q rev=%d; last log line: %s", delay, rel.Exists, rel.Status, rel.Revision, lastLine(logs.String()))
+	}
+	cmd, logs := startDaemon(t, e, "--once")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("run --once after kills failed: %v\n%s", err, logs.String())
+	}
+	rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName(e.Repo))
+	if err != nil || !rel.Exists || rel.Status != "deployed" {
+		t.Fatalf("release after recovery: %+v %v", rel, err)
+	}
+	if img := e.DeploymentImage(n); img != "registry.example.com/acme/web:"+last {
+		t.Errorf("image after recovery = %q, want tag %s", img, last)
+	}
+	st, err := state.Open(ctx, e.DBURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	p, _, _ := st.Get(ctx, state.Key{Repo: e.Repo, Number: n})
+	if p.Status != state.StatusReady || p.DeployedSHA != last {
+		t.Errorf("row after recovery: status %s deployed %s", p.Status, p.DeployedSHA)
+	}
+	c := e.OneComment(n)
+	if !strings.Contains(c.Body, "Preview ready") || !strings.Contains(c.Body, last[:7]) {
+		t.Errorf("comment after recovery:\n%s", c.Body)
+	}
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}

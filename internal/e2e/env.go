@@ -1,0 +1,208 @@
+// Package e2e is the shared harness of previewd's end-to-end tests: one
+// fake GitHub, one database, one repository and one instance label per test
+// on the shared local control plane.
+package e2e
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/previewd/previewd/github/githubfake"
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/pgtest"
+	"github.com/previewd/previewd/internal/testbed"
+	"github.com/previewd/previewd/internal/wire"
+	"github.com/previewd/previewd/kube"
+	"github.com/previewd/previewd/state"
+)
+
+// BotLogin is the login of previewd's token in the fake.
+const BotLogin = "previewd[bot]"
+
+// Env is one test's world: its own fake GitHub, database, repository and
+// instance label on the shared control plane.
+type Env struct {
+	T          *testing.T
+	GH         *githubfake.Server
+	Kube       *testbed.Cluster
+	Repo       string
+	Image      string
+	DBURL      string
+	ConfigPath string
+	Log        *slog.Logger
+}
+
+// SHA makes a 40-hex commit id from a word.
+func SHA(s string) string {
+	h := sha1.Sum([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// RepoRoot is the repository's top directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func New(t *testing.T, image string) *Env {
+	t.Helper()
+	c := testbed.Kube(t)
+	e := &Env{T: t, Kube: c, Image: image}
+	id := SHA(t.Name())[:6]
+	e.Repo = "acme/web-" + id
+	e.GH = githubfake.NewTestServer(t, githubfake.Options{})
+	e.GH.AddTokenAs("tok-"+id, BotLogin, 5000)
+	e.GH.AddRepo(e.Repo)
+	e.DBURL = pgtest.URL(t)
+	if e.Image == "" {
+		e.Image = "registry.example.com/acme/web"
+	}
+	dir := t.TempDir()
+	e.ConfigPath = filepath.Join(dir, "previewd.yaml")
+	cfg := fmt.Sprintf(`interval: 1s
+database_url: %q
+instance: t-%s
+github:
+  api_url: %q
+  token_env: TEST_GH_TOKEN
+kubernetes:
+  kubeconfig: %q
+deploy_timeout: 60s
+max_parallel_deploys: 4
+repositories:
+  - name: %s
+    chart: %q
+    image: %s
+    host: "{{ .Namespace }}.preview.test"
+    values:
+      env:
+        GREETING: "hello {{ .PR.Branch }}"
+`, e.DBURL, id, e.GH.APIURL(), c.Kubeconfig, e.Repo, filepath.Join(RepoRoot(), "charts", "preview-app"), e.Image)
+	if err := os.WriteFile(e.ConfigPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.Log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return e
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (e *Env) Getenv(k string) string {
+	if k == "TEST_GH_TOKEN" {
+		return "tok-" + SHA(e.T.Name())[:6]
+	}
+	return ""
+}
+
+func (e *Env) Config() *config.Config {
+	e.T.Helper()
+	cfg, err := config.Load(e.ConfigPath, e.Getenv)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return cfg
+}
+
+func (e *Env) Daemon(readOnly bool) *wire.Daemon {
+	e.T.Helper()
+	zero := time.Duration(0)
+	d, err := wire.Build(context.Background(), e.Config(), wire.Options{ReadOnly: readOnly, Log: e.Log,
+		Backoff: func(int) time.Duration { return 200 * time.Millisecond }, MutationSpacing: &zero})
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	e.T.Cleanup(d.Close)
+	return d
+}
+
+func (e *Env) RunOnce(d *wire.Daemon) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return d.Loop.RunOnce(ctx)
+}
+
+func (e *Env) MustRunOnce(d *wire.Daemon) {
+	e.T.Helper()
+	if err := e.RunOnce(d); err != nil {
+		e.T.Fatalf("cycle failed: %v", err)
+	}
+}
+
+func (e *Env) Open(title, branch, sha string) int {
+	return e.GH.OpenPR(e.Repo, githubfake.PR{Title: title, Branch: branch, SHA: sha, Author: "octocat"})
+}
+
+func (e *Env) NS(n int) string { return kube.NamespaceName(e.Repo, n) }
+
+func (e *Env) BotComments(n int) []githubfake.Comment {
+	var out []githubfake.Comment
+	for _, c := range e.GH.Comments(e.Repo, n) {
+		if c.Login == BotLogin {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (e *Env) OneComment(n int) githubfake.Comment {
+	e.T.Helper()
+	cs := e.BotComments(n)
+	if len(cs) != 1 {
+		e.T.Fatalf("PR #%d has %d bot comments, want exactly 1: %+v", n, len(cs), cs)
+	}
+	return cs[0]
+}
+
+func (e *Env) DeploymentImage(n int) string {
+	e.T.Helper()
+	ds, err := e.Kube.Client.AppsV1().Deployments(e.NS(n)).List(context.Background(), metav1.ListOptions{})
+	if err != nil || len(ds.Items) != 1 {
+		e.T.Fatalf("deployments in %s: %v (%d)", e.NS(n), err, len(ds.Items))
+	}
+	d := ds.Items[0]
+	if d.Status.ReadyReplicas != 1 || d.Status.UpdatedReplicas != 1 {
+		e.T.Errorf("deployment %s not ready: %+v", d.Name, d.Status)
+	}
+	return d.Spec.Template.Spec.Containers[0].Image
+}
+
+func (e *Env) NSExists(name string) bool {
+	_, err := e.Kube.Client.CoreV1().Namespaces().Get(context.Background(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false
+	}
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return true
+}
+
+func (e *Env) Row(d *wire.Daemon, n int) state.Preview {
+	e.T.Helper()
+	p, ok, err := d.Store.Get(context.Background(), state.Key{Repo: e.Repo, Number: n})
+	if err != nil || !ok {
+		e.T.Fatalf("preview row %s#%d: ok=%v err=%v", e.Repo, n, ok, err)
+	}
+	return p
+}
+
+// Token is the fake GitHub token previewd uses; child processes get it as
+// $TEST_GH_TOKEN.
+func (e *Env) Token() string { return e.Getenv("TEST_GH_TOKEN") }

@@ -1,0 +1,242 @@
+package wire_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/previewd/previewd/github/githubfake"
+	"github.com/previewd/previewd/internal/e2e"
+	"github.com/previewd/previewd/internal/pgtest"
+	"github.com/previewd/previewd/internal/testbed"
+	"github.com/previewd/previewd/kube"
+	"github.com/previewd/previewd/state"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbed.StopShared(code)
+	if err := pgtest.Shutdown(); err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest:", err)
+	}
+	os.Exit(code)
+}
+
+// TestPRLifecycle: opened → Ready with one comment carrying the URL; push →
+// same namespace upgraded, same comment updated; merged → namespace gone and
+// the comment says so.
+func TestPRLifecycle(t *testing.T) {
+	e := e2e.New(t, "")
+	d := e.Daemon(false)
+	sha1, sha2 := e2e.SHA("one"), e2e.SHA("two")
+	n := e.Open("Add checkout", "feature/checkout,v2=x", sha1)
+
+	start := time.Now()
+	e.MustRunOnce(d)
+	t.Logf("PR opened → Ready: %s", time.Since(start).Round(time.Millisecond))
+	if img := e.DeploymentImage(n); img != "registry.example.com/acme/web:"+sha1 {
+		t.Fatalf("image = %q", img)
+	}
+	c := e.OneComment(n)
+	url := "https://" + e.NS(n) + ".preview.test"
+	for _, want := range []string{"Preview ready", url, sha1[:7], `feature/checkout,v2=x`} {
+		if !strings.Contains(c.Body, want) {
+			t.Errorf("comment lacks %q:\n%s", want, c.Body)
+		}
+	}
+	if p := e.Row(d, n); p.Status != state.StatusReady || p.DeployedSHA != sha1 {
+		t.Errorf("row = %+v", p)
+	}
+
+	if err := e.GH.Push(e.Repo, n, sha2); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	e.MustRunOnce(d)
+	t.Logf("push → Ready: %s", time.Since(start).Round(time.Millisecond))
+	if img := e.DeploymentImage(n); img != "registry.example.com/acme/web:"+sha2 {
+		t.Fatalf("image after push = %q", img)
+	}
+	c2 := e.OneComment(n)
+	if c2.ID != c.ID || !strings.Contains(c2.Body, sha2[:7]) || strings.Contains(c2.Body, sha1[:7]) {
+		t.Errorf("comment not updated in place: id %d→%d\n%s", c.ID, c2.ID, c2.Body)
+	}
+
+	if err := e.GH.MergePR(e.Repo, n); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	e.MustRunOnce(d)
+	t.Logf("merged → namespace gone: %s", time.Since(start).Round(time.Millisecond))
+	if e.NSExists(e.NS(n)) {
+		t.Fatalf("namespace %s still exists after merge", e.NS(n))
+	}
+	c3 := e.OneComment(n)
+	if c3.ID != c.ID || !strings.Contains(c3.Body, "Preview removed") {
+		t.Errorf("comment after merge:\n%s", c3.Body)
+	}
+}
+
+// TestFailingImage: a preview that cannot start fails with the reason on the
+// PR after three attempts, then stays quiet until a new SHA.
+func TestFailingImage(t *testing.T) {
+	e := e2e.New(t, testbed.FailCrashLoop)
+	d := e.Daemon(false)
+	n := e.Open("Broken", "broken", e2e.SHA("broken"))
+	start := time.Now()
+	e.MustRunOnce(d) // an application failure is reported, not a daemon error
+	t.Logf("three failing attempts took %s", time.Since(start).Round(time.Millisecond))
+	p := e.Row(d, n)
+	if p.Status != state.StatusFailed || p.Attempts != 3 || !strings.Contains(p.LastError, "CrashLoopBackOff") {
+		t.Fatalf("row = status %s attempts %d error %q", p.Status, p.Attempts, p.LastError)
+	}
+	c := e.OneComment(n)
+	for _, want := range []string{"Preview failed", "CrashLoopBackOff", "3 of 3", "push a new commit"} {
+		if !strings.Contains(c.Body, want) {
+			t.Errorf("comment lacks %q:\n%s", want, c.Body)
+		}
+	}
+	attempts, _ := d.Store.Attempts(context.Background(), p.Key())
+	before := e.GH.Counters()
+	e.MustRunOnce(d)
+	after := e.GH.Counters()
+	again, _ := d.Store.Attempts(context.Background(), p.Key())
+	if len(again) != len(attempts) {
+		t.Errorf("a failed SHA was retried: %d → %d attempts", len(attempts), len(again))
+	}
+	if after.Mutations != before.Mutations {
+		t.Errorf("quiet cycle sent %d mutations to GitHub", after.Mutations-before.Mutations)
+	}
+}
+
+// TestGitHubOutageDeletesNothing: 5xx and 429 answers for several cycles
+// delete nothing and duplicate no comment; the next good cycle recovers.
+func TestGitHubOutageDeletesNothing(t *testing.T) {
+	e := e2e.New(t, "")
+	d := e.Daemon(false)
+	n := e.Open("Keep me", "keep", e2e.SHA("keep"))
+	e.MustRunOnce(d)
+	if !e.NSExists(e.NS(n)) {
+		t.Fatal("preview not created")
+	}
+	// The PR really is closed meanwhile, but GitHub cannot say so.
+	if err := e.GH.ClosePR(e.Repo, n); err != nil {
+		t.Fatal(err)
+	}
+	for i, status := range []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+		id := e.GH.AddFault(githubfake.Fault{Route: githubfake.RouteListPulls, Status: status, RetryAfter: time.Second})
+		if err := e.RunOnce(d); err == nil {
+			t.Errorf("cycle %d with GitHub answering %d reported success", i, status)
+		}
+		e.GH.RemoveFault(id)
+		if !e.NSExists(e.NS(n)) {
+			t.Fatalf("namespace deleted while GitHub answered %d", status)
+		}
+		time.Sleep(1100 * time.Millisecond) // let a Retry-After hold pass
+	}
+	// The list answers, but the confirming GET fails: still nothing deleted.
+	id := e.GH.AddFault(githubfake.Fault{Route: githubfake.RouteGetPull, Status: http.StatusInternalServerError})
+	_ = e.RunOnce(d)
+	if !e.NSExists(e.NS(n)) {
+		t.Fatal("namespace deleted on an unconfirmed closure")
+	}
+	e.GH.RemoveFault(id)
+	e.MustRunOnce(d)
+	if e.NSExists(e.NS(n)) {
+		t.Fatal("namespace not deleted once GitHub recovered")
+	}
+	if c := e.OneComment(n); !strings.Contains(c.Body, "Preview removed") {
+		t.Errorf("comment after recovery:\n%s", c.Body)
+	}
+}
+
+// TestForeignNamespaceUntouched: a namespace of the preview's name that
+// previewd does not own is never changed or deleted; the PR says why.
+func TestForeignNamespaceUntouched(t *testing.T) {
+	e := e2e.New(t, "")
+	ctx := context.Background()
+	name := kube.NamespaceName(e.Repo, 1)
+	if _, err := e.Kube.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: name, Labels: map[string]string{"team": "payments"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Kube.Client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{}) })
+	if _, err := e.Kube.Client.CoreV1().ConfigMaps(name).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "precious"},
+		Data: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d := e.Daemon(false)
+	n := e.Open("Collides", "collide", e2e.SHA("collide"))
+	if n != 1 {
+		t.Fatalf("PR number %d", n)
+	}
+	_ = e.RunOnce(d)
+	c := e.OneComment(n)
+	if !strings.Contains(c.Body, "not managed by previewd") {
+		t.Errorf("comment does not explain:\n%s", c.Body)
+	}
+	if err := e.GH.ClosePR(e.Repo, n); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.RunOnce(d)
+	live, err := e.Kube.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	if err != nil || live.DeletionTimestamp != nil {
+		t.Fatalf("foreign namespace gone or terminating: %v", err)
+	}
+	if live.Labels[kube.LabelManagedBy] != "" || live.Labels["team"] != "payments" {
+		t.Errorf("foreign namespace labels changed: %v", live.Labels)
+	}
+	if _, err := e.Kube.Client.CoreV1().ConfigMaps(name).Get(ctx, "precious", metav1.GetOptions{}); err != nil {
+		t.Errorf("foreign content touched: %v", err)
+	}
+	secrets, _ := e.Kube.Client.CoreV1().Secrets(name).List(ctx, metav1.ListOptions{LabelSelector: "owner=helm"})
+	if len(secrets.Items) != 0 {
+		t.Errorf("a Helm release was installed into the foreign namespace")
+	}
+}
+
+// TestRestartChangesNothing: a new daemon on the same database makes no
+// Helm operation and no charged GitHub request when nothing changed.
+func TestRestartChangesNothing(t *testing.T) {
+	e := e2e.New(t, "")
+	d := e.Daemon(false)
+	n1 := e.Open("One", "one", e2e.SHA("r1"))
+	n2 := e.Open("Two", "two", e2e.SHA("r2"))
+	e.MustRunOnce(d)
+	revs := map[int]int{}
+	for _, n := range []int{n1, n2} {
+		rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName(e.Repo))
+		if err != nil || !rel.Exists {
+			t.Fatalf("release in %s: %v", e.NS(n), err)
+		}
+		revs[n] = rel.Revision
+	}
+	d.Close()
+
+	restarted := e.Daemon(false)
+	before := e.GH.Counters()
+	e.MustRunOnce(restarted)
+	e.MustRunOnce(restarted)
+	after := e.GH.Counters()
+	t.Logf("two idle cycles after restart: %d requests, %d charged, %d not modified",
+		after.Requests-before.Requests, after.Charged-before.Charged, after.NotModified-before.NotModified)
+	if after.Charged != before.Charged {
+		t.Errorf("restart with nothing changed cost %d charged GitHub requests", after.Charged-before.Charged)
+	}
+	if after.Mutations != before.Mutations {
+		t.Errorf("restart with nothing changed sent %d mutations", after.Mutations-before.Mutations)
+	}
+	for _, n := range []int{n1, n2} {
+		rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName(e.Repo))
+		if rel.Revision != revs[n] {
+			t.Errorf("release in %s went from revision %d to %d", e.NS(n), revs[n], rel.Revision)
+		}
+	}
+}

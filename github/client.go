@@ -128,6 +128,11 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
+	if ctx.Value(unconditionalKey{}) != nil && method == http.MethodGet {
+		// httpcache then sends no validator: a full, charged answer that
+		// replaces whatever the cache held.
+		req.Header.Set("Cache-Control", "no-cache")
+	}
 	resp, err := hc.Do(req.WithContext(ctx))
 	if err != nil {
 		return nil, &transportError{err}
@@ -393,4 +398,13 @@ func (e *redactedError) Unwrap() error { return e.err }
 func (c *Client) fail(err error, format string, args ...any) error {
 	err = fmt.Errorf(format+": %w", append(args, err)...)
 	return &redactedError{msg: c.redact(err.Error()), err: err}
+}
+
+type unconditionalKey struct{}
+
+// Unconditional marks ctx so that reads bypass the conditional-request
+// cache (previewd's periodic full resync): each GET costs one request of
+// the rate limit and refreshes the cached entry.
+func Unconditional(ctx context.Context) context.Context {
+	return context.WithValue(ctx, unconditionalKey{}, true)
 }

@@ -341,3 +341,24 @@ func TestNextPage(t *testing.T) {
 		t.Error("a next link without a page number was accepted")
 	}
 }
+
+func TestUnconditionalResyncIsChargedAndRefreshesTheCache(t *testing.T) {
+	e := newEnv(t, githubfake.Options{}, nil)
+	e.f.OpenPR(testRepo, githubfake.PR{Title: "one"})
+	ctx := testCtx(t)
+	for i := 0; i < 2; i++ {
+		if _, err := e.c.ListOpenPRs(ctx, testRepo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if prs, err := e.c.ListOpenPRs(Unconditional(ctx), testRepo); err != nil || len(prs) != 1 {
+		t.Fatalf("resync: %v %v", prs, err)
+	}
+	if _, err := e.c.ListOpenPRs(ctx, testRepo); err != nil {
+		t.Fatal(err)
+	}
+	cnt := e.f.Counters()
+	if ok, nm := cnt.Route(githubfake.RouteListPulls, http.StatusOK), cnt.Route(githubfake.RouteListPulls, http.StatusNotModified); ok != 2 || nm != 2 {
+		t.Errorf("200s = %d, 304s = %d; want 2 full answers (first poll, resync) and 2 revalidations", ok, nm)
+	}
+}

@@ -29,6 +29,9 @@ type LoopOptions struct {
 	// CommentHash renders a row's comment and hashes it; nil disables
 	// comment repair.
 	CommentHash func(state.Preview) string
+	// ResyncContext marks the context of a full-resync cycle (the GitHub
+	// client then bypasses its conditional-request cache once).
+	ResyncContext func(context.Context) context.Context
 }
 
 // Loop is observe → plan → apply, level-triggered.
@@ -223,8 +226,15 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	if l.o.Resync > 0 {
 		if _, err := c.AddFunc(fmt.Sprintf("@every %s", l.o.Resync), func() {
-			l.log.Info("full resync")
-			job()
+			if ctx.Err() != nil {
+				return
+			}
+			l.log.Info("full resync: reading every list without the conditional-request cache")
+			rctx := ctx
+			if l.o.ResyncContext != nil {
+				rctx = l.o.ResyncContext(ctx)
+			}
+			_, _ = l.Cycle(rctx)
 		}); err != nil {
 			return fmt.Errorf("scheduling the resync: %w", err)
 		}

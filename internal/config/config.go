@@ -146,7 +146,7 @@ func (c *Config) setDefaults(getenv func(string) string) {
 		c.Interval = 30 * time.Second
 	}
 	if c.ResyncInterval == 0 {
-		c.ResyncInterval = 10 * time.Minute
+		c.ResyncInterval = time.Hour
 	}
 	if v := getenv(EnvDatabaseURL); v != "" {
 		c.DatabaseURL = v

@@ -399,7 +399,13 @@ func (s *session) writeConfig() error {
 	}
 	s.listen = l.Addr().String()
 	_ = l.Close()
-	q := func(v string) string { b, _ := json.Marshal(v); return string(b) } // a JSON string is a YAML scalar
+	q := func(v string) string { // a JSON string is a YAML double-quoted scalar
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(v)
+		return strings.TrimSpace(b.String())
+	}
 	chart := filepath.Join(s.o.Root, "charts", "preview-app")
 	cfg := fmt.Sprintf(`# Written by the previewd demo (internal/demo). The token comes from $%[1]s.
 listen: %[2]s

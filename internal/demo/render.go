@@ -2,6 +2,7 @@ package demo
 
 import (
 	"fmt"
+	"html"
 	"regexp"
 	"strings"
 )
@@ -95,5 +96,5 @@ func inline(s string) string {
 	s = htmlTag.ReplaceAllString(s, "")
 	s = strongOrEmph.ReplaceAllString(s, "$1")
 	s = inlineCode.ReplaceAllString(s, "$1")
-	return markdownEsc.ReplaceAllString(s, "$1")
+	return html.UnescapeString(markdownEsc.ReplaceAllString(s, "$1"))
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/previewd/previewd/github"
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/kube"
 	"github.com/previewd/previewd/reconcile"
@@ -152,7 +153,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		Repos: names, Policies: policies, NamespaceFor: kube.NamespaceName,
 		MaxAttempts: cfg.MaxAttempts, DeployTimeout: cfg.DeployTimeout,
 		Interval: cfg.Interval, Resync: cfg.ResyncInterval, Log: log, Metrics: metrics,
-		CommentHash: renderer.Hash,
+		CommentHash: renderer.Hash, ResyncContext: github.Unconditional,
 	})
 	ok = true
 	return d, nil

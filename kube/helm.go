@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -94,6 +95,9 @@ type Releases struct {
 	// newConfig replaces the per-operation configuration (unit tests use
 	// Helm's memory driver and fake kube client).
 	newConfig func(ctx context.Context, namespace string) (*action.Configuration, error)
+	// wrap, if set, wraps the transport of every operation (tests observe
+	// or interrupt requests).
+	wrap func(http.RoundTripper) http.RoundTripper
 }
 
 func (r *Releases) log() *slog.Logger {
@@ -123,6 +127,9 @@ func (r *Releases) config(ctx context.Context, namespace string) (*action.Config
 	}
 	rc := rest.CopyConfig(r.RESTConfig)
 	rc.Wrap(bindContext(ctx))
+	if r.wrap != nil {
+		rc.Wrap(r.wrap)
+	}
 	cfg := action.NewConfiguration(action.ConfigurationSetLogger(r.log().With("component", "helm").Handler()))
 	if err := cfg.Init(newRESTGetter(rc, namespace), namespace, storageDriver); err != nil {
 		return nil, fmt.Errorf("initialising helm: %w", err)
@@ -239,7 +246,7 @@ func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (Re
 		return none, fmt.Errorf("%sing release %s/%s: unexpected result %T", verb, req.Namespace, req.Name, res)
 	}
 	out := toRelease(rel)
-	log.Info(verb+"ed release", "revision", out.Revision, "status", out.Status,
+	log.Info(pastTense(verb)+" release", "revision", out.Revision, "status", out.Status,
 		"chart", out.ChartName+"-"+out.ChartVersion, "duration", time.Since(start).Round(time.Millisecond))
 	return out, nil
 }
@@ -257,6 +264,16 @@ func (r *Releases) opError(parent, opCtx context.Context, verb string, req Insta
 		return fmt.Errorf("%s: %w: %w", what, ErrLocked, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+func pastTense(verb string) string {
+	switch verb {
+	case "install":
+		return "installed"
+	case "upgrade":
+		return "upgraded"
+	}
+	return verb
 }
 
 func gerund(verb string) string {

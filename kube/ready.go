@@ -234,8 +234,10 @@ func deploymentReady(d *appsv1.Deployment) (bool, string) {
 // waits for a reason in failingWaits. Old ReplicaSets are ignored: a crash
 // loop of the previous version must not fail the new rollout.
 func failingContainer(ctx context.Context, client kubernetes.Interface, d *appsv1.Deployment) (pod, container, reason, msg string, err error) {
+	// Until the controller has observed the latest spec, the revision
+	// annotation may still name the previous (perhaps failing) rollout.
 	rev := d.Annotations[revisionAnnotation]
-	if rev == "" || d.Spec.Selector == nil {
+	if rev == "" || d.Spec.Selector == nil || d.Status.ObservedGeneration < d.Generation {
 		return "", "", "", "", nil
 	}
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)

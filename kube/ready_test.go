@@ -247,6 +247,23 @@ func TestWaitReadyIgnoresOldReplicaSet(t *testing.T) {
 	}
 }
 
+func TestWaitReadyWaitsForTheControllerBeforeBlamingPods(t *testing.T) {
+	// A fix was just applied (generation 2) but the controller has not seen
+	// it: the revision annotation still names the failing rollout.
+	st := pendingState
+	st.generation, st.observed = 2, 1
+	cs := fake.NewClientset(
+		deployment("web", st),
+		replicaSet("web", "web-1", "1"),
+		pod("web", "web-1", "web-1-bad", waiting("app", ReasonImagePullBackOff, "x")),
+	)
+	err := WaitReady(context.Background(), cs, testNS, "", 50*time.Millisecond, fastPoll())
+	var nre *NotReadyError
+	if !errors.As(err, &nre) || nre.Reason != ReasonTimeout {
+		t.Fatalf("WaitReady = %v, want Timeout", err)
+	}
+}
+
 func TestWaitReadyIgnoresTerminatingPods(t *testing.T) {
 	p := pod("web", "web-1", "web-1-abc", waiting("app", ReasonImagePullBackOff, "x"))
 	p.DeletionTimestamp = &metav1.Time{Time: time.Now()}

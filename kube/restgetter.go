@@ -64,8 +64,8 @@ func (g *restGetter) ToRawKubeConfigLoader() clientcmd.ClientConfig { return cli
 type clientConfig struct{ g *restGetter }
 
 func (c clientConfig) RawConfig() (clientcmdapi.Config, error) { return clientcmdapi.Config{}, nil }
-func (c clientConfig) ClientConfig() (*rest.Config, error)      { return c.g.ToRESTConfig() }
-func (c clientConfig) Namespace() (string, bool, error)         { return c.g.namespace, true, nil }
+func (c clientConfig) ClientConfig() (*rest.Config, error)     { return c.g.ToRESTConfig() }
+func (c clientConfig) Namespace() (string, bool, error)        { return c.g.namespace, true, nil }
 func (c clientConfig) ConfigAccess() clientcmd.ConfigAccess {
 	return clientcmd.NewDefaultClientConfigLoadingRules()
 }

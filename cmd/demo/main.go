@@ -21,6 +21,9 @@ import (
 )
 
 func main() {
+	// `make demo | head` must not kill the demo before it cleans up: with
+	// SIGPIPE ignored a write to a closed pipe is just an error.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

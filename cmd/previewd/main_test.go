@@ -132,9 +132,9 @@ func TestPlanWritesNothing(t *testing.T) {
 	t.Logf("plan output:\n%s", out.String())
 	want := []string{
 		fmt.Sprintf("%s#%d deploy  %s %s → %s (new SHA)", e.Repo, n1, e.NS(n1), e2e.SHA("p1")[:7], e2e.SHA("p1b")[:7]),
-		fmt.Sprintf("%s#%d deploy  %s %s (new preview)", e.Repo, n2, e.NS(n2), e2e.SHA("p2")[:7]),
 		fmt.Sprintf("%s#%d delete  %s %s (PR closed)", e.Repo, n3, e.NS(n3), e2e.SHA("p3")[:7]),
-	}
+		fmt.Sprintf("%s#%d deploy  %s %s (new preview)", e.Repo, n2, e.NS(n2), e2e.SHA("p2")[:7]),
+	} // sorted by PR number: n1=1, n3=2, n2=3
 	if got := strings.TrimSpace(out.String()); got != strings.Join(want, "\n") {
 		t.Errorf("plan:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
@@ -149,7 +149,7 @@ func TestPlanWritesNothing(t *testing.T) {
 			PR                           int
 		} `json:"actions"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &js); err != nil || len(js.Actions) != 3 || js.Actions[2].Action != "delete" {
+	if err := json.Unmarshal(out.Bytes(), &js); err != nil || len(js.Actions) != 3 || js.Actions[1].Action != "delete" || js.Actions[1].PR != n3 {
 		t.Fatalf("json plan: %v\n%s", err, out.String())
 	}
 

@@ -152,3 +152,38 @@ func (s *session) deleteOwnNamespaces(ctx context.Context) {
 		}
 	}
 }
+
+// describe summarises a preview namespace and its pods for a failure
+// report.
+func (s *session) describe(ctx context.Context, ns string) string {
+	pv, err := s.observe(ctx, ns)
+	if err != nil {
+		return ns + ": " + err.Error()
+	}
+	if !pv.Exists {
+		return ns + ": no such namespace"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: terminating=%t release=%s revision=%d status=%s deployment=%s tag=%s ready=%d/%d updated=%d",
+		ns, pv.Terminating, pv.Release, pv.Revision, orNone(pv.ReleaseStatus), pv.Deployment, short(pv.Tag), pv.Ready, pv.Replicas, pv.Updated)
+	pods, err := s.cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return b.String() + "\n  pods: " + err.Error()
+	}
+	if len(pods.Items) == 0 {
+		b.WriteString("\n  no pods")
+	}
+	for _, pod := range pods.Items {
+		var conds []string
+		for _, c := range pod.Status.Conditions {
+			conds = append(conds, fmt.Sprintf("%s=%s", c.Type, c.Status))
+		}
+		fmt.Fprintf(&b, "\n  pod %s on %q: %s %s", pod.Name, pod.Spec.NodeName, pod.Status.Phase, strings.Join(conds, " "))
+		for _, cs := range pod.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil {
+				fmt.Fprintf(&b, " (%s waiting: %s)", cs.Name, w.Reason)
+			}
+		}
+	}
+	return b.String()
+}

@@ -192,6 +192,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	s.stopAll()
 	s.res.Total = time.Since(s.begin)
 	if err == nil {
+		s.printTimings()
 		s.printf("\nDemo finished in %s. previewd's log: %s\n", round(s.res.Total), s.logPath)
 	}
 	return s.res, err
@@ -366,7 +367,9 @@ func (s *session) startDatabase(ctx context.Context) error {
 }
 
 func (s *session) startFake() error {
-	s.fake = githubfake.New(githubfake.Options{})
+	// The API lives under /api/v3/ as on GitHub Enterprise Server: previewd
+	// warns about any other URL that is not api.github.com.
+	s.fake = githubfake.New(githubfake.Options{GHEPrefix: true})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("listening for the GitHub fake: %w", err)
@@ -377,7 +380,7 @@ func (s *session) startFake() error {
 		s.fake.Close() // releases hanging requests
 		_ = srv.Shutdown(ctx)
 	})
-	s.fakeURL = "http://" + ln.Addr().String() + "/"
+	s.fakeURL = "http://" + ln.Addr().String() + "/api/v3/"
 	s.fake.AddTokenAs(s.token, botLogin, githubfake.DefaultRateLimit)
 	s.fake.AddRepo(s.repo)
 	for _, pr := range samplePRs() {
@@ -539,7 +542,7 @@ func (s *session) poll(ctx context.Context, what string, timeout time.Duration, 
 	why := "not checked yet"
 	for {
 		done, w, err := check(ctx)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			return fmt.Errorf("waiting for %s: %w", what, err)
 		}
 		if done {
@@ -639,14 +642,14 @@ func (s *session) botComments(number int) []githubfake.Comment {
 // changes is retried for a few intervals before it counts as a problem.
 func (s *session) showPlan(ctx context.Context, title string) error {
 	s.step("%s:", title)
-	s.detail("$ previewd plan --config %s", filepath.Base(s.configPath))
+	s.detail("$ previewd plan --config %s --log-format text", filepath.Base(s.configPath))
 	var stdout, stderr bytes.Buffer
 	var code int
 	start := time.Now()
 	for try := 0; ; try++ {
 		stdout.Reset()
 		stderr.Reset()
-		cmd := exec.CommandContext(ctx, s.bin, "plan", "--config", s.configPath)
+		cmd := exec.CommandContext(ctx, s.bin, "plan", "--config", s.configPath, "--log-format", "text")
 		cmd.Env = s.env()
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		cmd.Dir = s.work
@@ -841,9 +844,32 @@ func (s *session) showFailure(err error) {
 			}
 		}
 	}
+	if s.cluster != nil && s.proc != nil {
+		s.printf("\n--- the previews in the cluster ---\n")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, p := range s.prs {
+			s.printf("%s\n", s.describe(ctx, p.Namespace))
+		}
+	}
 	if s.ownCluster && s.cluster != nil {
 		s.printf("\nControl-plane logs: %s/*.log\n", s.cluster.Dir)
 	}
+}
+
+func (s *session) printTimings() {
+	s.section("Timings")
+	if s.res.ControlPlane > 0 {
+		s.printf("  control plane started              %s\n", round(s.res.ControlPlane))
+	}
+	var ready []string
+	for _, p := range s.prs {
+		ready = append(ready, fmt.Sprintf("#%d %s", p.Number, round(s.res.Ready[p.Number])))
+	}
+	s.printf("  previewd start → preview Ready     %s\n", strings.Join(ready, ", "))
+	s.printf("  push to #%d → new commit Ready      %s\n", s.prs[0].Number, round(s.res.Redeploy))
+	s.printf("  merge of #%d → namespace gone       %s\n", s.prs[1].Number, round(s.res.Deletion))
+	s.printf("  whole demo                         %s\n", round(s.res.Total))
 }
 
 func (s *session) problem(format string, args ...any) {

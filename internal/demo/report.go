@@ -129,13 +129,34 @@ func (s *session) reportComments() {
 
 func (s *session) reportMetrics(ctx context.Context) error {
 	s.section("previewd's /metrics (selected series)")
-	code, body, err := s.get(ctx, "/metrics")
-	if err != nil || code != http.StatusOK {
-		return fmt.Errorf("scraping previewd's /metrics: status %d, %v", code, err)
+	// previewd_previews is recorded at the end of a cycle: give previewd a
+	// few cycles to record the final state (2 ready, nothing else).
+	var m metrics
+	settled := func() bool {
+		for _, st := range []string{"pending", "deploying", "failed", "deleting"} {
+			if m.value("previewd_previews", "state", st) != 0 {
+				return false
+			}
+		}
+		return m.value("previewd_previews", "state", "ready") == 2
 	}
-	m, err := parseMetrics(strings.NewReader(body))
-	if err != nil {
-		return err
+	deadline := time.Now().Add(3*s.o.Interval + 2*time.Second)
+	for {
+		code, body, err := s.get(ctx, "/metrics")
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("scraping previewd's /metrics: status %d, %v", code, err)
+		}
+		if m, err = parseMetrics(strings.NewReader(body)); err != nil {
+			return err
+		}
+		if settled() || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
@@ -165,8 +186,9 @@ func (s *session) reportMetrics(ctx context.Context) error {
 	if ready := m.value("previewd_deploy_attempts_total", "outcome", "ready"); !(ready >= 4) {
 		s.problem("previewd_deploy_attempts_total{outcome=\"ready\"} is %s, want at least 4 (3 installs and 1 upgrade)", formatNumber(ready))
 	}
-	if v := m.value("previewd_previews", "state", "ready"); v != 2 {
-		s.problem("previewd_previews{state=\"ready\"} is %s, want 2", formatNumber(v))
+	if !settled() {
+		s.problem("previewd_previews is %s %s after the last change, want ready=2 and nothing else",
+			m.labels("previewd_previews", "state", "pending", "deploying", "ready", "failed", "deleting"), 3*s.o.Interval+2*time.Second)
 	}
 	if v := m.value("previewd_namespace_deletions_total", "outcome", "ok"); v != 1 {
 		s.problem("previewd_namespace_deletions_total{outcome=\"ok\"} is %s, want 1", formatNumber(v))

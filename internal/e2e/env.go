@@ -42,6 +42,7 @@ type Env struct {
 	DBURL      string
 	ConfigPath string
 	Log        *slog.Logger
+	id         string
 }
 
 // SHA makes a 40-hex commit id from a word.
@@ -60,7 +61,21 @@ func New(t *testing.T, image string) *Env {
 	t.Helper()
 	c := testbed.Kube(t)
 	e := &Env{T: t, Kube: c, Image: image}
-	id := SHA(t.Name())[:6]
+	// Unique per run: a re-run against a long-lived control plane (make
+	// cluster-up) never meets the namespaces of an earlier run.
+	id := SHA(fmt.Sprint(t.Name(), time.Now().UnixNano()))[:6]
+	e.id = id
+	t.Cleanup(func() {
+		// Delete this test's namespaces without waiting for them.
+		ctx := context.Background()
+		nss, err := c.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: kube.LabelInstance + "=t-" + id})
+		if err != nil {
+			return
+		}
+		for _, ns := range nss.Items {
+			_ = c.Client.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{})
+		}
+	})
 	e.Repo = "acme/web-" + id
 	e.GH = githubfake.NewTestServer(t, githubfake.Options{})
 	e.GH.AddTokenAs("tok-"+id, BotLogin, 5000)
@@ -106,7 +121,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func (e *Env) Getenv(k string) string {
 	if k == "TEST_GH_TOKEN" {
-		return "tok-" + SHA(e.T.Name())[:6]
+		return "tok-" + e.id
 	}
 	return ""
 }
@@ -133,7 +148,7 @@ func (e *Env) Daemon(readOnly bool) *wire.Daemon {
 }
 
 func (e *Env) RunOnce(d *wire.Daemon) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	return d.Loop.RunOnce(ctx)
 }

@@ -196,6 +196,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		"--service-account-key-file", p.SAPub,
 		"--service-account-signing-key-file", p.SAKey,
 		"--authorization-mode", "Node,RBAC",
+		// No node.kubernetes.io/not-ready taint on the kwok node: the node
+		// lifecycle controller that would lift it is off (see below).
+		"--disable-admission-plugins", "TaintNodesByCondition",
 		"--profiling=false",
 	); err != nil {
 		return nil, err
@@ -216,7 +219,11 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		"--root-ca-file", p.CACert,
 		"--use-service-account-credentials=false",
 		"--cluster-signing-cert-file", p.CACert, "--cluster-signing-key-file", p.CAKey,
-		"--controllers", "*",
+		// The node lifecycle controller would mark kwok's node NotReady
+		// between kwok's sparse status heartbeats and its pods NotReady for
+		// good (kwok readies Pending pods only); the test bed simulates no
+		// node failures, so it is off.
+		"--controllers", "*,-node-lifecycle-controller",
 	); err != nil {
 		return nil, err
 	}

@@ -116,8 +116,7 @@ func (r *Releases) maxHistory() int {
 
 // config builds a fresh Helm configuration for one operation in namespace.
 // Every API request it makes is bound to ctx: once ctx is done, the
-// operation (including goroutines Helm leaves running after a cancelled
-// RunWithContext) can make no further change.
+// operation can make no further change.
 func (r *Releases) config(ctx context.Context, namespace string) (*action.Configuration, error) {
 	if r.newConfig != nil {
 		return r.newConfig(ctx, namespace)
@@ -202,6 +201,15 @@ func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (Re
 
 	vals := copyValues(req.Values)
 	waitOpts := []helmkube.WaitOption{helmkube.WithWaitContext(opCtx)}
+	// Helm itself gets a context that never ends. Cancellation reaches it
+	// through the transport (every request fails once opCtx is done) and
+	// the wait context, so Helm unwinds on its own error paths and returns.
+	// Cancelling the context given to RunWithContext instead is unsafe in
+	// Helm 4.3.1: Install returns while its goroutine keeps going, and
+	// Upgrade's context watcher, if it notices the cancellation after a
+	// successful upgrade, marks the returned release failed (a data race)
+	// and blocks forever on an unbuffered channel.
+	helmCtx := context.WithoutCancel(opCtx)
 	start := time.Now()
 	var (
 		verb     string
@@ -221,7 +229,7 @@ func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (Re
 			in.Replace = true // reuse the name of an uninstalled release
 			revision = last.Version + 1
 		}
-		res, err = in.RunWithContext(opCtx, ch, vals)
+		res, err = in.RunWithContext(helmCtx, ch, vals)
 	} else {
 		verb, revision = "upgrade", last.Version+1
 		up := action.NewUpgrade(cfg)
@@ -233,7 +241,7 @@ func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (Re
 		up.ResetValues = true
 		up.RollbackOnFailure = false
 		up.CleanupOnFail = false
-		res, err = up.RunWithContext(opCtx, req.Name, ch, vals)
+		res, err = up.RunWithContext(helmCtx, req.Name, ch, vals)
 	}
 	if err != nil {
 		if opCtx.Err() != nil {

@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -228,4 +231,92 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+func httpGet(url string) (int, string) {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDaemonEndpointsAndSIGTERM: the daemon serves /healthz, /readyz after
+// its first good cycle, and the metrics an operator alerts on; SIGTERM in
+// the middle of a deploy exits 0 and leaves no release pending.
+func TestDaemonEndpointsAndSIGTERM(t *testing.T) {
+	e := e2e.New(t, "")
+	n := e.Open("Metrics", "metrics", e2e.SHA("m1"))
+	cmd, logs := startDaemon(t, e)
+	defer func() { _ = cmd.Process.Kill() }()
+	base := "http://" + e.Listen
+	waitFor(t, "/healthz", 20*time.Second, func() bool { c, _ := httpGet(base + "/healthz"); return c == 200 })
+	waitFor(t, "/readyz", 30*time.Second, func() bool { c, _ := httpGet(base + "/readyz"); return c == 200 })
+	waitFor(t, "the preview to be ready", 30*time.Second, func() bool {
+		cs := e.BotComments(n)
+		return len(cs) == 1 && strings.Contains(cs[0].Body, "Preview ready")
+	})
+	time.Sleep(2500 * time.Millisecond) // a few idle 1 s cycles
+	code, metrics := httpGet(base + "/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, re := range []string{
+		`previewd_deploy_latency_seconds_count 1\n`,
+		`previewd_previews\{state="ready"\} 1\n`,
+		`previewd_deploy_attempts_total\{outcome="ready"\} 1\n`,
+		`previewd_github_requests_total\{outcome="not_modified"\} [1-9]`,
+		`previewd_github_rate_limit_remaining [1-9]`,
+		`previewd_last_successful_sync_timestamp_seconds [1-9]`,
+		`previewd_oldest_in_flight_deploy_age_seconds 0\n`,
+		`previewd_reconcile_cycles_total\{result="ok"\} [1-9]`,
+	} {
+		if !regexp.MustCompile(re).MatchString(metrics) {
+			t.Errorf("/metrics lacks %s", re)
+		}
+	}
+	if strings.Contains(metrics, e.Token()) || strings.Contains(logs.String(), e.Token()) {
+		t.Error("the GitHub token appears in metrics or logs")
+	}
+
+	if err := e.GH.Push(e.Repo, n, e2e.SHA("m2")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new deploy to start", 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "deploying") && strings.Count(logs.String(), "msg=deploying") >= 2
+	})
+	start := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("daemon did not stop within 60 s of SIGTERM")
+	}
+	t.Logf("stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName(e.Repo))
+	if err != nil || rel.Locked() {
+		t.Fatalf("release after SIGTERM: %+v %v", rel, err)
+	}
+	if !strings.Contains(logs.String(), "stopped") {
+		t.Errorf("no clean stop in the log:\n%s", lastLine(logs.String()))
+	}
 }

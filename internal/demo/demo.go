@@ -331,7 +331,7 @@ func (s *session) startCluster(ctx context.Context) error {
 			return fmt.Errorf("connecting to the control plane: %w", err)
 		}
 		s.cluster = c
-		s.defer_(func(ctx context.Context) { s.deleteOwnNamespaces(ctx) })
+		s.onStop(func(ctx context.Context) { s.deleteOwnNamespaces(ctx) })
 		return nil
 	}
 	s.step("Starting the control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (one simulated node)")
@@ -341,7 +341,7 @@ func (s *session) startCluster(ctx context.Context) error {
 	}
 	s.cluster, s.ownCluster = c, true
 	s.res.ControlPlane = c.Ready
-	s.defer_(func(context.Context) {
+	s.onStop(func(context.Context) {
 		_ = c.Stop()
 		if !s.failed && !s.o.KeepWorkDir {
 			_ = c.Remove()
@@ -357,7 +357,7 @@ func (s *session) startDatabase(ctx context.Context) error {
 		return fmt.Errorf("PostgreSQL: %w", err)
 	}
 	s.db = db
-	s.defer_(func(ctx context.Context) {
+	s.onStop(func(ctx context.Context) {
 		if err := db.drop(ctx); err != nil {
 			s.printf("warning: %v\n", err)
 		}
@@ -376,7 +376,7 @@ func (s *session) startFake() error {
 	}
 	srv := &http.Server{Handler: s.fake, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	s.defer_(func(ctx context.Context) {
+	s.onStop(func(ctx context.Context) {
 		s.fake.Close() // releases hanging requests
 		_ = srv.Shutdown(ctx)
 	})
@@ -501,7 +501,7 @@ func (s *session) startPreviewd(ctx context.Context) error {
 		close(p.exited)
 	}()
 	s.proc = p
-	s.defer_(func(context.Context) { s.killPreviewd() })
+	s.onStop(func(context.Context) { s.killPreviewd() })
 	s.step("Started `previewd run --config %s --log-format text` (pid %d), logging to %s", filepath.Base(s.configPath), cmd.Process.Pid, s.logPath)
 
 	err = s.poll(ctx, "previewd's /readyz", 60*time.Second, func(ctx context.Context) (bool, string, error) {
@@ -801,7 +801,7 @@ func (s *session) killPreviewd() {
 	}
 }
 
-func (s *session) defer_(f func(context.Context)) {
+func (s *session) onStop(f func(context.Context)) {
 	s.cleanMu.Lock()
 	defer s.cleanMu.Unlock()
 	s.cleanup = append(s.cleanup, f)
@@ -826,7 +826,11 @@ func (s *session) stopAll() {
 		_ = os.RemoveAll(filepath.Join(s.work, "bin"))
 	}
 	if s.failed || s.o.KeepWorkDir {
-		s.printf("Kept %s (previewd.yaml, previewd.log%s)\n", s.work, map[bool]string{true: ", cluster/ with the control plane's logs", false: ""}[s.ownCluster])
+		what := "previewd.yaml, previewd.log"
+		if s.ownCluster {
+			what += ", cluster/ with the control plane's logs"
+		}
+		s.printf("Kept %s (%s)\n", s.work, what)
 	}
 }
 

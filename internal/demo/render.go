@@ -8,12 +8,12 @@ import (
 )
 
 var (
-	htmlTag       = regexp.MustCompile(`<[^>]+>`)
-	tableRule     = regexp.MustCompile(`^\|[\s|:-]*\|$`)
-	markdownEsc   = regexp.MustCompile(`\\([\\` + "`" + `*_{}\[\]()#+\-.!|<>~])`)
-	inlineCode    = regexp.MustCompile("`+([^`]*)`+")
-	strongOrEmph  = regexp.MustCompile(`\*\*([^*]+)\*\*`)
-	detailsSumary = regexp.MustCompile(`<summary>(.*?)</summary>`)
+	htmlTag        = regexp.MustCompile(`<[^>]+>`)
+	tableRule      = regexp.MustCompile(`^\|[\s|:-]*\|$`)
+	markdownEsc    = regexp.MustCompile(`\\([\\` + "`" + `*_{}\[\]()#+\-.!|<>~])`)
+	inlineCode     = regexp.MustCompile("`+([^`]*)`+")
+	strongOrEmph   = regexp.MustCompile(`\*\*([^*]+)\*\*`)
+	detailsSummary = regexp.MustCompile(`<summary>(.*?)</summary>`)
 )
 
 // githubView renders a comment's Markdown roughly as GitHub shows it: the
@@ -36,7 +36,7 @@ func githubView(body string) []string {
 		if strings.HasPrefix(trimmed, "<!--") && strings.HasSuffix(trimmed, "-->") {
 			continue // GitHub hides HTML comments: previewd's marker
 		}
-		if m := detailsSumary.FindStringSubmatch(trimmed); m != nil {
+		if m := detailsSummary.FindStringSubmatch(trimmed); m != nil {
 			out = append(out, "▸ "+m[1])
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -42,7 +43,9 @@ type Env struct {
 	DBURL      string
 	ConfigPath string
 	Log        *slog.Logger
-	id         string
+	// Listen is the daemon's /metrics address (a free loopback port).
+	Listen string
+	id     string
 }
 
 // SHA makes a 40-hex commit id from a word.
@@ -86,7 +89,14 @@ func New(t *testing.T, image string) *Env {
 	}
 	dir := t.TempDir()
 	e.ConfigPath = filepath.Join(dir, "previewd.yaml")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Listen = l.Addr().String()
+	_ = l.Close()
 	cfg := fmt.Sprintf(`interval: 1s
+listen: %q
 database_url: %q
 instance: t-%s
 github:
@@ -104,7 +114,7 @@ repositories:
     values:
       env:
         GREETING: "hello {{ .PR.Branch }}"
-`, e.DBURL, id, e.GH.APIURL(), c.Kubeconfig, e.Repo, filepath.Join(RepoRoot(), "charts", "preview-app"), e.Image)
+`, e.Listen, e.DBURL, id, e.GH.APIURL(), c.Kubeconfig, e.Repo, filepath.Join(RepoRoot(), "charts", "preview-app"), e.Image)
 	if err := os.WriteFile(e.ConfigPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

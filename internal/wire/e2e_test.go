@@ -3,12 +3,16 @@ package wire_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -241,5 +245,85 @@ func TestRestartChangesNothing(t *testing.T) {
 		if rel.Revision != revs[n] {
 			t.Errorf("release in %s went from revision %d to %d", e.NS(n), revs[n], rel.Revision)
 		}
+	}
+}
+
+// TestPostgresConnectionsLost: PostgreSQL dropping every connection (a
+// restart, a failover) costs at most one cycle; the next converges.
+func TestPostgresConnectionsLost(t *testing.T) {
+	e := e2e.New(t, "")
+	d := e.Daemon(false)
+	n := e.Open("PG", "pg", e2e.SHA("pg1"))
+	e.MustRunOnce(d)
+	admin, err := pgx.Connect(context.Background(), e.DBURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	var killed int
+	if err := admin.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&killed); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("terminated %d connections", killed)
+	if err := e.GH.Push(e.Repo, n, e2e.SHA("pg2")); err != nil {
+		t.Fatal(err)
+	}
+	first := e.RunOnce(d)
+	t.Logf("cycle right after the connections were lost: %v", first)
+	e.MustRunOnce(d)
+	if img := e.DeploymentImage(n); img != "registry.example.com/acme/web:"+e2e.SHA("pg2") {
+		t.Errorf("image = %q", img)
+	}
+	if p := e.Row(d, n); p.Status != state.StatusReady || p.DeployedSHA != e2e.SHA("pg2") {
+		t.Errorf("row = %s %s", p.Status, p.DeployedSHA)
+	}
+	e.OneComment(n)
+}
+
+// TestAPIServerDown: with the API server unreachable a cycle fails, plans
+// nothing against the cluster and tells GitHub nothing; when it is back,
+// the same daemon converges.
+func TestAPIServerDown(t *testing.T) {
+	e := e2e.New(t, "")
+	n := e.Open("Down", "down", e2e.SHA("down"))
+	good, err := os.ReadFile(e.Kube.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Point the kubeconfig at a closed port.
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := l.Addr().String()
+	_ = l.Close()
+	bad := regexp.MustCompile(`server: https://[0-9.:]+`).ReplaceAll(good, []byte("server: https://"+dead))
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgText, _ := os.ReadFile(e.ConfigPath)
+	if err := os.WriteFile(e.ConfigPath, []byte(strings.Replace(string(cfgText), e.Kube.Kubeconfig, kc, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := e.Daemon(false)
+	before := e.GH.Counters()
+	if err := e.RunOnce(d); err == nil || !strings.Contains(err.Error(), "observing the cluster") {
+		t.Fatalf("cycle with the API server down: %v", err)
+	}
+	if after := e.GH.Counters(); after.Mutations != before.Mutations {
+		t.Errorf("%d GitHub mutations while the cluster was unreachable", after.Mutations-before.Mutations)
+	}
+	if err := d.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "Kubernetes API server") {
+		t.Errorf("readyz with the API server down: %v", err)
+	}
+	if err := os.WriteFile(kc, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d2 := e.Daemon(false)
+	e.MustRunOnce(d2)
+	if p := e.Row(d2, n); p.Status != state.StatusReady {
+		t.Errorf("after recovery: %s", p.Status)
+	}
+	if err := d2.Ready(context.Background()); err != nil {
+		t.Errorf("readyz after recovery: %v", err)
 	}
 }

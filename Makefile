@@ -12,6 +12,9 @@ LDFLAGS := -X github.com/previewd/previewd/internal/version.Version=$(VERSION)
 
 .PHONY: build test test-unit lint kube-bins cluster-up cluster-down demo bench clean
 
+demo: kube-bins build ## previewd end to end on this machine: control plane, PostgreSQL, GitHub fake
+	@$(BIN)/demo --previewd $(BIN)/previewd
+
 build: ## previewd, the GitHub fake and the test-bed launcher into ./bin
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,6 +72,7 @@ type Executor struct {
 }
 
 type flight struct {
+	sig     string // what the sequence does: its kinds and target SHA
 	sha     string // deploy target, "" for other work
 	started time.Time
 	cancel  context.CancelFunc
@@ -133,21 +135,41 @@ func deploySHA(g []Action) string {
 	return ""
 }
 
+// signature names what a sequence of actions does, so that the same work
+// planned again by a later cycle is not queued twice.
+func signature(g []Action) string {
+	var b strings.Builder
+	for _, a := range g {
+		if a.Kind == KindUnlock {
+			continue // a retried deploy may or may not unlock first
+		}
+		b.WriteString(string(a.Kind) + ":" + a.SHA + " ")
+	}
+	return b.String()
+}
+
 func (e *Executor) start(ctx context.Context, g []Action) {
 	key := g[0].Key()
 	sha := deploySHA(g)
+	sig := signature(g)
 	e.mu.Lock()
 	prev := e.busy[key]
-	if prev != nil && sha != "" && prev.sha == sha {
+	switch {
+	case prev != nil && prev.sig == sig:
+		e.mu.Unlock()
+		return // already doing exactly this (a deploy of this SHA, a deletion)
+	case prev != nil && sha != "" && prev.sha == sha:
 		e.mu.Unlock()
 		return // already deploying this SHA
-	}
-	if prev != nil && sha == "" && g[0].Kind == KindComment {
+	case prev != nil && g[0].Kind == KindComment:
 		e.mu.Unlock()
 		return // the running sequence updates the comment itself
+	case prev != nil && prev.sha == "" && (g[0].Kind == KindDelete || g[0].Kind == KindForget):
+		e.mu.Unlock()
+		return // a deletion is already under way
 	}
 	fctx, cancel := context.WithCancel(ctx)
-	f := &flight{sha: sha, started: e.o.Now(), cancel: cancel, done: make(chan struct{})}
+	f := &flight{sig: sig, sha: sha, started: e.o.Now(), cancel: cancel, done: make(chan struct{})}
 	e.busy[key] = f
 	e.wg.Add(1)
 	e.mu.Unlock()

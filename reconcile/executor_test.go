@@ -228,3 +228,38 @@ func TestExecutorSkipsUnchangedComment(t *testing.T) {
 		t.Errorf("unchanged comment was sent again")
 	}
 }
+
+func TestExecutorDoesNotQueueADeletionTwice(t *testing.T) {
+	st := newStore(t)
+	release := make(chan struct{})
+	var deletes atomic.Int32
+	cl := &deletingCluster{fakeCluster: &fakeCluster{}, release: release, n: &deletes}
+	ex := NewExecutor(&fakeGitHub{}, cl, st, execOpts(4))
+	del := Action{Kind: KindDelete, Repo: "acme/web", Number: 9, Namespace: "pr-web-9", Reason: "PR closed"}
+	ex.Submit(context.Background(), []Action{del})
+	for deletes.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// Later cycles plan the same deletion while it runs.
+	ex.Submit(context.Background(), []Action{del})
+	ex.Submit(context.Background(), []Action{{Kind: KindForget, Repo: "acme/web", Number: 9, Namespace: "pr-web-9"}})
+	close(release)
+	if err := ex.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n := deletes.Load(); n != 1 {
+		t.Errorf("namespace deleted %d times, want 1", n)
+	}
+}
+
+type deletingCluster struct {
+	*fakeCluster
+	release chan struct{}
+	n       *atomic.Int32
+}
+
+func (d *deletingCluster) Delete(context.Context, string) error {
+	d.n.Add(1)
+	<-d.release
+	return nil
+}

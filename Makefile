@@ -12,11 +12,11 @@ LDFLAGS := -X github.com/previewd/previewd/internal/version.Version=$(VERSION)
 
 .PHONY: build test test-unit lint kube-bins cluster-up cluster-down demo bench clean
 
+build: ## previewd, the GitHub fake and the test-bed launcher into ./bin
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
 demo: kube-bins build ## previewd end to end on this machine: control plane, PostgreSQL, GitHub fake
 	@$(BIN)/demo --previewd $(BIN)/previewd
-
-build: ## previewd, the GitHub fake and the test-bed launcher into ./bin
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 kube-bins: ## build the control-plane binaries once into ~/.cache/previewd (about 11 min cold)
 	@deploy/testbed/build-kube.sh >/dev/null

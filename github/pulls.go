@@ -183,6 +183,11 @@ func toPR(p *gh.PullRequest) (PR, error) {
 	if p.GetHead().GetSHA() == "" {
 		return PR{}, fmt.Errorf("GitHub sent PR #%d without a head commit", p.GetNumber())
 	}
+	if p.GetBase().GetRepo() == nil {
+		// Every item embeds base.repo; without it the fork test cannot be
+		// made, and guessing "fork" would remove a running preview.
+		return PR{}, fmt.Errorf("GitHub sent PR #%d without base.repo", p.GetNumber())
+	}
 	pr := PR{
 		Number:  p.GetNumber(),
 		Title:   p.GetTitle(),
@@ -198,8 +203,6 @@ func toPR(p *gh.PullRequest) (PR, error) {
 	switch {
 	case head == nil:
 		pr.ForkDeleted, pr.Fork = true, true
-	case base == nil:
-		pr.Fork = true // cannot tell: treat the code as untrusted
 	default:
 		pr.Fork = !sameRepo(head, base)
 	}

@@ -46,7 +46,7 @@ func RenderComment(p state.Preview, info CommentInfo, redact func(string) string
 		b.WriteString("### 🧹 Preview being removed\n\n")
 	case state.StatusDeleted:
 		b.WriteString("### 🗑️ Preview removed\n\n")
-		b.WriteString("The PR was closed; its namespace `" + p.Namespace + "` was deleted.\n")
+		b.WriteString("The preview's namespace `" + p.Namespace + "` was deleted (the PR was closed or merged, or no longer matches the repository's filters).\n")
 		b.WriteString("\n<sub>Maintained by previewd.</sub>\n")
 		return b.String()
 	}

@@ -14,8 +14,29 @@ import (
 )
 
 // ErrLocked is returned by a Cluster's Apply when the release has an
-// operation pending (a process died mid-operation).
+// operation pending (a process died mid-operation, or another process is
+// at work).
 var ErrLocked = errors.New("release has an operation in progress")
+
+// LockedError is ErrLocked with the time the pending operation started.
+type LockedError struct {
+	Status string
+	Since  time.Time
+	Err    error
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("release %s since %s: %v", e.Status, e.Since.UTC().Format(time.RFC3339), e.Err)
+}
+
+// Is makes errors.Is(err, ErrLocked) true.
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+
+// Unwrap returns the adapter's error.
+func (e *LockedError) Unwrap() error { return e.Err }
+
+// errLockFresh is a lock too young to be an interrupted operation.
+var errLockFresh = errors.New("release locked by an operation that may still be running")
 
 // ErrNotOwned is returned when a namespace of the preview's name exists and
 // does not carry previewd's ownership labels.
@@ -148,6 +169,10 @@ func signature(g []Action) string {
 	return b.String()
 }
 
+func isDeletion(sig string) bool {
+	return strings.HasPrefix(sig, string(KindDelete)+":") || strings.HasPrefix(sig, string(KindForget)+":")
+}
+
 func (e *Executor) start(ctx context.Context, g []Action) {
 	key := g[0].Key()
 	sha := deploySHA(g)
@@ -164,7 +189,7 @@ func (e *Executor) start(ctx context.Context, g []Action) {
 	case prev != nil && g[0].Kind == KindComment:
 		e.mu.Unlock()
 		return // the running sequence updates the comment itself
-	case prev != nil && prev.sha == "" && (g[0].Kind == KindDelete || g[0].Kind == KindForget):
+	case prev != nil && isDeletion(prev.sig) && isDeletion(sig):
 		e.mu.Unlock()
 		return // a deletion is already under way
 	}
@@ -189,12 +214,16 @@ func (e *Executor) start(ctx context.Context, g []Action) {
 		if e.busy[key] == f {
 			delete(e.busy, key)
 		}
-		if err != nil && !errors.Is(err, context.Canceled) {
-			e.errs = append(e.errs, fmt.Errorf("%s: %w", key, err))
+		if err != nil && !errors.Is(err, context.Canceled) && len(e.errs) < maxErrs {
+			e.errs = append(e.errs, fmt.Errorf("%s: %s", key, e.o.Redact(err.Error())))
 		}
 		e.mu.Unlock()
 	}()
 }
+
+// maxErrs bounds the errors kept between two Waits (a daemon that runs for
+// months calls Wait only at shutdown).
+const maxErrs = 100
 
 // Wait blocks until everything submitted has finished and returns the
 // errors of actions previewd could not carry out (an application that
@@ -343,11 +372,19 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 	if err != nil {
 		return err
 	}
-	attemptsDone := row.Attempts
-	if row.DesiredSHA != a.SHA {
-		attemptsDone = 0
+	if row.Status == state.StatusReady && row.DeployedSHA == a.SHA && row.ReadyAt.After(a.PlannedAt) && !a.PlannedAt.IsZero() {
+		log.Debug("already ready since the plan was made; nothing to do")
+		return nil
 	}
-	for n := attemptsDone + 1; n <= e.o.MaxAttempts; n++ {
+	failed, err := e.failures(ctx, key, a.SHA, row.SHAFirstSeenAt)
+	if err != nil {
+		return err
+	}
+	if failed >= e.o.MaxAttempts {
+		// Attempts ran out (the last one's outcome was lost in a crash).
+		return e.finishHard(ctx, key, a.SHA, fmt.Errorf("no attempts left for %s after %d failures", short(a.SHA), failed))
+	}
+	for n := failed + 1; n <= e.o.MaxAttempts; n++ {
 		attempt, err := e.st.StartAttempt(ctx, key, a.SHA, e.o.Now())
 		if err != nil {
 			return err
@@ -374,8 +411,16 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 			e.o.Metrics.deployFinished("cancelled", now.Sub(started))
 			log.Info("deploy cancelled")
 			return ctx.Err()
+		case errors.Is(err, errLockFresh):
+			// Not a failure of this SHA: someone else's operation may be
+			// running. Retried by a later cycle; unlocked once stale.
+			_ = e.st.FinishAttempt(ctx, key, a.SHA, attempt, state.OutcomeCancelled, e.o.Redact(err.Error()), now, time.Time{})
+			e.o.Metrics.deployFinished("cancelled", now.Sub(started))
+			log.Warn("release locked by a recent operation; will retry", "err", e.o.Redact(err.Error()))
+			return err
 		case errors.Is(err, ErrNotOwned):
-			_ = e.st.FinishAttempt(ctx, key, a.SHA, attempt, state.OutcomeFailed, e.o.Redact(err.Error()), now, time.Time{})
+			msg := fmt.Sprintf("namespace %s %s for this PR; previewd will not touch it (%v)", a.Namespace, BlockedText, err)
+			_ = e.st.FinishAttempt(ctx, key, a.SHA, attempt, state.OutcomeFailed, e.o.Redact(msg), now, time.Time{})
 			e.o.Metrics.deployFinished("failed", now.Sub(started))
 			_ = e.comment(ctx, key)
 			return err
@@ -416,12 +461,18 @@ func (e *Executor) attempt(ctx context.Context, log *slog.Logger, a Action, spec
 	if a.Kind == KindDeploy {
 		helmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.HelmTimeout)
 		err := e.cl.Apply(helmCtx, a.Namespace, spec.Chart, values, e.o.HelmTimeout)
-		if errors.Is(err, ErrLocked) {
-			// Nothing of ours is running for this PR (one sequence per PR),
-			// so the lock is left over from a dead process.
-			log.Warn("release locked by an interrupted operation; reinstalling")
-			if err = e.cl.Unlock(helmCtx, a.Namespace); err == nil {
-				err = e.cl.Apply(helmCtx, a.Namespace, spec.Chart, values, e.o.HelmTimeout)
+		var le *LockedError
+		if errors.As(err, &le) {
+			// Nothing of ours runs for this PR (one sequence per PR), but
+			// another process may: only a lock older than the deploy
+			// timeout is an interrupted operation.
+			if age := e.o.Now().Sub(le.Since); age <= e.o.DeployTimeout {
+				err = fmt.Errorf("%w (%s for %s)", errLockFresh, le.Status, age.Round(time.Second))
+			} else {
+				log.Warn("release locked by an interrupted operation; reinstalling", "status", le.Status, "since", le.Since)
+				if err = e.cl.Unlock(helmCtx, a.Namespace); err == nil {
+					err = e.cl.Apply(helmCtx, a.Namespace, spec.Chart, values, e.o.HelmTimeout)
+				}
 			}
 		}
 		cancel()
@@ -430,6 +481,22 @@ func (e *Executor) attempt(ctx context.Context, log *slog.Logger, a Action, spec
 		}
 	}
 	return e.cl.WaitReady(ctx, a.Namespace, e.o.DeployTimeout)
+}
+
+// failures counts the failed attempts at sha since it became desired;
+// cancelled attempts (a newer SHA, a shutdown) do not use up the budget.
+func (e *Executor) failures(ctx context.Context, key state.Key, sha string, since time.Time) (int, error) {
+	atts, err := e.st.Attempts(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, a := range atts {
+		if a.SHA == sha && a.Outcome == state.OutcomeFailed && !a.StartedAt.Before(since) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 func (e *Executor) finishHard(ctx context.Context, key state.Key, sha string, cause error) error {
@@ -459,9 +526,12 @@ func (e *Executor) blocked(ctx context.Context, log *slog.Logger, a Action) erro
 func (e *Executor) delete(ctx context.Context, log *slog.Logger, a Action) error {
 	key := a.Key()
 	now := e.o.Now()
-	_, hasRow, err := e.st.Get(ctx, key)
+	row, hasRow, err := e.st.Get(ctx, key)
 	if err != nil {
 		return err
+	}
+	if hasRow && row.Status == state.StatusDeleted && row.UpdatedAt.After(a.PlannedAt) && !a.PlannedAt.IsZero() {
+		return nil // deleted since the plan was made
 	}
 	if hasRow {
 		if err := e.st.MarkDeleting(ctx, key, now); err != nil {
@@ -471,7 +541,9 @@ func (e *Executor) delete(ctx context.Context, log *slog.Logger, a Action) error
 	}
 	log.Info("deleting preview", "reason", a.Reason)
 	started := e.o.Now()
-	err = e.withSlot(ctx, func() error { return e.cl.Delete(context.WithoutCancel(ctx), a.Namespace) })
+	// No deploy slot: a deletion costs the API server little, and a
+	// namespace stuck terminating must not hold up deploys.
+	err = e.cl.Delete(ctx, a.Namespace)
 	e.o.Metrics.deletionFinished(err, e.o.Now().Sub(started))
 	if err != nil {
 		if hasRow {

@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/previewd/previewd/state"
@@ -106,6 +107,9 @@ type Options struct {
 	CommentHash func(p state.Preview) string
 }
 
+// BlockedText is in the error of a preview blocked by a foreign namespace.
+const BlockedText = "is not managed by previewd"
+
 // Kind is what an action does.
 type Kind string
 
@@ -135,6 +139,9 @@ type Action struct {
 	PR *PR `json:"-"`
 	// Merged is set on deletions of merged PRs.
 	Merged bool `json:"merged,omitempty"`
+	// PlannedAt is the plan's Now: the executor skips work that a newer
+	// outcome (after the observation) already made moot.
+	PlannedAt time.Time `json:"-"`
 }
 
 // Key identifies the PR an action belongs to.
@@ -218,8 +225,13 @@ func Plan(obs Observation, opts Options) Result {
 			}
 			prCopy := pr
 			rel := obs.Cluster.Releases[ns]
+			foreign := obs.Cluster.Foreign[ns]
+			if o, ok := obs.Cluster.Owned[ns]; ok && (!strings.EqualFold(o.Repo, ro.Repo) || o.Number != pr.Number) {
+				// Ours, but another repository's or PR's (same name).
+				foreign, rel = true, Release{}
+			}
 			switch {
-			case obs.Cluster.Foreign[ns]:
+			case foreign:
 				if !hasRow || row.LastError == "" || row.Status != state.StatusFailed || row.DesiredSHA != pr.SHA {
 					add(Action{Kind: KindBlocked, Repo: ro.Repo, Number: pr.Number, Namespace: ns, SHA: pr.SHA, PR: &prCopy,
 						Reason: "namespace exists and is not owned by previewd"})
@@ -233,6 +245,9 @@ func Plan(obs Observation, opts Options) Result {
 			case hasRow && row.DesiredSHA == pr.SHA && row.Status == state.StatusReady && row.DeployedSHA == pr.SHA &&
 				rel.Exists && rel.SHA == pr.SHA && rel.Status == "deployed":
 				// InSync.
+			case hasRow && row.DesiredSHA == pr.SHA && row.Status == state.StatusFailed && strings.Contains(row.LastError, BlockedText):
+				// The foreign namespace is gone (the case above did not match).
+				add(deploy(ro.Repo, &prCopy, ns, rel.SHA, "namespace no longer blocked"))
 			case hasRow && row.DesiredSHA == pr.SHA && row.Status == state.StatusFailed:
 				if row.Attempts >= opts.MaxAttempts || row.NextAttemptAt.IsZero() {
 					res.Skipped = append(res.Skipped, Skip{Repo: ro.Repo, Number: pr.Number,
@@ -241,7 +256,11 @@ func Plan(obs Observation, opts Options) Result {
 					res.Skipped = append(res.Skipped, Skip{Repo: ro.Repo, Number: pr.Number,
 						Reason: "retry at " + row.NextAttemptAt.UTC().Format(time.RFC3339)})
 				} else {
-					add(deploy(ro.Repo, &prCopy, ns, rel.SHA, fmt.Sprintf("retry %d of %d", row.Attempts+1, opts.MaxAttempts)))
+					a := deploy(ro.Repo, &prCopy, ns, rel.SHA, fmt.Sprintf("retry %d of %d", row.Attempts+1, opts.MaxAttempts))
+					if rel.Exists && rel.SHA == pr.SHA && rel.Status == "deployed" && exists(ownedByKey, k) {
+						a.Kind = KindVerify // the release is applied; only readiness failed
+					}
+					add(a)
 				}
 			case rel.Exists && rel.SHA == pr.SHA && rel.Status == "deployed" && exists(ownedByKey, k):
 				add(Action{Kind: KindVerify, Repo: ro.Repo, Number: pr.Number, Namespace: ns, SHA: pr.SHA, PR: &prCopy,
@@ -271,6 +290,9 @@ func Plan(obs Observation, opts Options) Result {
 				what = "merged"
 			}
 			switch {
+			case nsTerminating(ownedByKey, k) && hasRow && row.Status == state.StatusDeleting && row.LastError != "":
+				res.Skipped = append(res.Skipped, Skip{Repo: ro.Repo, Number: c.Number,
+					Reason: "namespace stuck terminating (reported on the PR): " + firstLine(row.LastError)})
 			case exists(ownedByKey, k):
 				add(deletion(k, ns, ownedByKey, obs.Cluster, "PR "+what, c.Merged))
 			case hasRow && row.Status != state.StatusDeleted:
@@ -302,6 +324,9 @@ func Plan(obs Observation, opts Options) Result {
 		}
 	}
 	_ = handled
+	for i := range res.Actions {
+		res.Actions[i].PlannedAt = opts.Now
+	}
 	sortActions(res.Actions)
 	slices.SortStableFunc(res.Skipped, func(a, b Skip) int {
 		return cmp.Or(cmp.Compare(a.Repo, b.Repo), cmp.Compare(a.Number, b.Number))

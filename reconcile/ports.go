@@ -54,4 +54,5 @@ type Store interface {
 	MarkDeleted(ctx context.Context, key state.Key, now time.Time) error
 	SetError(ctx context.Context, key state.Key, msg string) error
 	SetComment(ctx context.Context, key state.Key, commentID int64, hash string) error
+	Attempts(ctx context.Context, key state.Key) ([]state.Attempt, error)
 }

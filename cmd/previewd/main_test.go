@@ -185,6 +185,10 @@ func startDaemon(t *testing.T, e *e2e.Env, args ...string) (*exec.Cmd, *bytes.Bu
 func TestKillMidDeploy(t *testing.T) {
 	e := e2e.New(t, "")
 	ctx := context.Background()
+	cfgText, _ := os.ReadFile(e.ConfigPath)
+	if err := os.WriteFile(e.ConfigPath, []byte(strings.Replace(string(cfgText), "deploy_timeout: 60s", "deploy_timeout: 10s", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	n := e.Open("Kill me", "kill", e2e.SHA("k0"))
 	var last string
 	for i, delay := range []time.Duration{300 * time.Millisecond, 900 * time.Millisecond, 1500 * time.Millisecond, 2500 * time.Millisecond} {
@@ -198,6 +202,13 @@ func TestKillMidDeploy(t *testing.T) {
 		_ = cmd.Wait()
 		rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName(e.Repo))
 		t.Logf("killed after %s: release exists=%v status=%q rev=%d; last log line: %s", delay, rel.Exists, rel.Status, rel.Revision, lastLine(logs.String()))
+	}
+	// A pending release is only taken over once it is older than the
+	// deploy timeout (another process may still be at work on it).
+	if rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName(e.Repo)); rel.Locked() {
+		wait := time.Until(rel.Updated.Add(11 * time.Second))
+		t.Logf("release left %s by the kill; waiting %s for it to be stale", rel.Status, wait.Round(time.Second))
+		time.Sleep(wait)
 	}
 	cmd, logs := startDaemon(t, e, "--once")
 	if err := cmd.Wait(); err != nil {

@@ -84,7 +84,11 @@ func (c *Cluster) EnsureNamespace(ctx context.Context, ns, repo string, number i
 func (c *Cluster) Apply(ctx context.Context, ns, chart string, values map[string]any, timeout time.Duration) error {
 	_, err := c.Releases.InstallOrUpgrade(ctx, kube.InstallRequest{Namespace: ns, Name: kube.ReleaseName(""), ChartPath: chart, Values: values, Timeout: timeout})
 	if errors.Is(err, kube.ErrLocked) {
-		return fmt.Errorf("%w: %w", reconcile.ErrLocked, err)
+		rel, gerr := c.Releases.Get(ctx, ns, kube.ReleaseName(""))
+		if gerr != nil {
+			return fmt.Errorf("%w (and reading it: %v)", err, gerr)
+		}
+		return &reconcile.LockedError{Status: rel.Status, Since: rel.Updated, Err: err}
 	}
 	return err
 }
@@ -137,7 +141,11 @@ func (c *Cluster) Delete(ctx context.Context, ns string) error {
 		return fmt.Errorf("%w: %s", reconcile.ErrNotOwned, ns)
 	}
 	if live.DeletionTimestamp == nil {
-		if err := c.Releases.Uninstall(ctx, ns, kube.ReleaseName("")); err != nil {
+		// Uninstall (cluster-scoped objects go with it) is a Helm
+		// operation: never cut half-way.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		if err := c.Releases.Uninstall(uctx, ns, kube.ReleaseName("")); err != nil {
 			return fmt.Errorf("uninstalling the release in %s: %w", ns, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -108,7 +109,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
 	}
 	d.Kube = kc
-	redact := reconcile.Redactor(cfg.Token.Reveal())
+	redact := reconcile.Redactor(cfg.Token.Reveal(), dbPassword(cfg.DatabaseURL))
 
 	var cache httpcache.Cache
 	pg := st.HTTPCache(context.WithoutCancel(ctx), state.HTTPCacheOptions{OnError: func(op string, err error) {
@@ -221,4 +222,14 @@ func (d *Daemon) Serve(ctx context.Context, addr string) error {
 		defer cancel()
 		return srv.Shutdown(sctx)
 	}
+}
+
+// dbPassword is the password in a postgres:// URL, for redaction.
+func dbPassword(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return ""
+	}
+	p, _ := u.User.Password()
+	return p
 }

@@ -243,6 +243,11 @@ func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (Re
 		up.CleanupOnFail = false
 		res, err = up.RunWithContext(helmCtx, req.Name, ch, vals)
 	}
+	if err == nil && opCtx.Err() != nil {
+		// Helm logs and ignores a failure to record the final status, so
+		// a success when the context ended may have left the record pending.
+		err = context.Cause(opCtx)
+	}
 	if err != nil {
 		if opCtx.Err() != nil {
 			r.abandon(ctx, req.Namespace, req.Name, revision, context.Cause(opCtx))
@@ -251,7 +256,7 @@ func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (Re
 	}
 	rel, err := asV1(res)
 	if err != nil || rel == nil {
-		return none, fmt.Errorf("%sing release %s/%s: unexpected result %T", verb, req.Namespace, req.Name, res)
+		return none, fmt.Errorf("%s release %s/%s: unexpected result %T", gerund(verb), req.Namespace, req.Name, res)
 	}
 	out := toRelease(rel)
 	log.Info(pastTense(verb)+" release", "revision", out.Revision, "status", out.Status,

@@ -112,7 +112,9 @@ func FuzzNamespaceName(f *testing.F) {
 		checkNamespaceName(t, repoB, numB, b)
 		// Distinct repositories whose names were both hashed (truncated or
 		// lossy) must not collide for the same PR number.
-		if numA == numB && strings.ToLower(repoA) != strings.ToLower(repoB) && hashed(repoA, a, numA) && hashed(repoB, b, numB) && a == b {
+		// The hash is of the lowercased name (not Unicode case folding).
+		lowerA, lowerB := strings.ToLower(repoA), strings.ToLower(repoB)
+		if numA == numB && lowerA != lowerB && hashed(repoA, a, numA) && hashed(repoB, b, numB) && a == b {
 			t.Errorf("%q and %q collide: %q", repoA, repoB, a)
 		}
 		if l := RepositoryLabel(repoA); len(validation.IsValidLabelValue(l)) > 0 {

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -167,16 +168,35 @@ func TestPlanWritesNothing(t *testing.T) {
 	}
 }
 
-func startDaemon(t *testing.T, e *e2e.Env, args ...string) (*exec.Cmd, *bytes.Buffer) {
+// syncBuffer is a bytes.Buffer the child process writes to while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startDaemon(t *testing.T, e *e2e.Env, args ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"run", "--config", e.ConfigPath, "--log-format", "text"}, args...)...)
 	cmd.Env = append(os.Environ(), asMain+"=1", "TEST_GH_TOKEN="+e.Token())
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return cmd, &logs
+	return cmd, logs
 }
 
 // TestKillMidDeploy: the daemon is killed (SIGKILL) at several points of a

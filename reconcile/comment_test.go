@@ -50,7 +50,8 @@ func TestRenderCommentEscapesAndTrims(t *testing.T) {
 			t.Errorf("body lacks %q", want)
 		}
 	}
-	if RenderComment(p, CommentInfo{MaxAttempts: 3}, nil) != RenderComment(p, CommentInfo{MaxAttempts: 3}, nil) {
+	first, second := RenderComment(p, CommentInfo{MaxAttempts: 3}, nil), RenderComment(p, CommentInfo{MaxAttempts: 3}, nil)
+	if first != second {
 		t.Error("rendering is not stable")
 	}
 }

@@ -201,10 +201,10 @@ func (d *Daemon) Ready(ctx context.Context) error {
 	}()
 	wg.Wait()
 	if pgErr != nil {
-		errs = append(errs, fmt.Errorf("PostgreSQL: %w", pgErr))
+		errs = append(errs, fmt.Errorf("the PostgreSQL server: %w", pgErr))
 	}
 	if kubeErr != nil {
-		errs = append(errs, fmt.Errorf("Kubernetes API server: %w", kubeErr))
+		errs = append(errs, fmt.Errorf("the Kubernetes API server: %w", kubeErr))
 	}
 	return errors.Join(errs...)
 }

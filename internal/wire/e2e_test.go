@@ -279,6 +279,13 @@ func TestPostgresConnectionsLost(t *testing.T) {
 		t.Errorf("row = %s %s", p.Status, p.DeployedSHA)
 	}
 	e.OneComment(n)
+	if err := d.Ready(context.Background()); err != nil {
+		t.Errorf("readyz after recovery: %v", err)
+	}
+	d.Store.Close() // PostgreSQL unreachable from the daemon's point of view
+	if err := d.Ready(context.Background()); err == nil || !strings.Contains(err.Error(), "PostgreSQL") {
+		t.Errorf("readyz without PostgreSQL: %v", err)
+	}
 }
 
 // TestAPIServerDown: with the API server unreachable a cycle fails, plans

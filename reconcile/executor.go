@@ -89,6 +89,9 @@ type Executor struct {
 	wg   sync.WaitGroup
 	mu   sync.Mutex
 	busy map[state.Key]*flight
+	// commentMu serializes the comment updates of one PR (a late
+	// "deploying" update renders the row as it is by then).
+	commentMu sync.Map // state.Key → *sync.Mutex
 	errs []error
 }
 
@@ -389,7 +392,10 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 		if err != nil {
 			return err
 		}
-		_ = e.comment(ctx, key)
+		// The "deploying" comment does not hold up the deploy: GitHub
+		// mutations are spaced (secondary limits), and a burst of new PRs
+		// would otherwise start one per spacing interval.
+		e.commentAsync(ctx, key)
 		started := e.o.Now()
 		log.Info("deploying", "attempt", n, "reason", a.Reason)
 		err = e.withSlot(ctx, func() error { return e.attempt(ctx, log, a, spec, values) })
@@ -586,9 +592,21 @@ func (e *Executor) Body(p state.Preview) string { return e.o.renderer().Body(p) 
 // SetMetrics attaches metrics after construction (they read InFlight).
 func (e *Executor) SetMetrics(m *Metrics) { e.o.Metrics = m }
 
+// commentAsync updates the comment in the background; Wait waits for it.
+func (e *Executor) commentAsync(ctx context.Context, key state.Key) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		_ = e.comment(context.WithoutCancel(ctx), key)
+	}()
+}
+
 // comment brings the PR's comment in line with its row; unchanged bodies
 // are not sent. Failures are logged and repaired by a later plan.
 func (e *Executor) comment(ctx context.Context, key state.Key) error {
+	mu, _ := e.commentMu.LoadOrStore(key, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	p, ok, err := e.st.Get(ctx, key)
 	if err != nil || !ok {
 		return err

@@ -23,7 +23,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -34,6 +33,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/previewd/previewd/internal/pgserver"
 )
 
 // Environment variables read by pgtest.
@@ -44,12 +44,6 @@ const (
 	// server answers on port 5432.
 	EnvThrowaway = "PREVIEWD_TEST_PG_THROWAWAY"
 )
-
-// localCandidates are tried, in order, before a throwaway server is started.
-var localCandidates = []string{
-	"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3",
-	"postgres://root@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3",
-}
 
 // The server of this test binary. Test helpers are the one place where
 // package state is unavoidable: the server is shared by every test of the
@@ -63,9 +57,9 @@ var binary struct {
 
 // server is a PostgreSQL server that test databases are created on.
 type server struct {
-	adminURL  string     // connects as a role that may create databases
-	throwaway *throwaway // non-nil if this binary started the server
-	source    string     // how the server was found, for messages
+	adminURL  string           // connects as a role that may create databases
+	throwaway *pgserver.Server // non-nil if this binary started the server
+	source    string           // how the server was found, for messages
 }
 
 // Main runs the tests and then stops the throwaway server, if one was
@@ -98,7 +92,7 @@ func shutdown() error {
 	binary.srv.throwaway = nil
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return tw.stop(ctx)
+	return tw.Stop(ctx)
 }
 
 // discover returns the server of this test binary, finding or starting it
@@ -119,19 +113,19 @@ func discover() (*server, error) {
 
 func findServer(ctx context.Context) (*server, error) {
 	if u := os.Getenv(EnvURL); u != "" {
-		if err := checkAdmin(ctx, u); err != nil {
+		if err := pgserver.CheckAdmin(ctx, u); err != nil {
 			return nil, fmt.Errorf("using %s: %w", EnvURL, err)
 		}
 		return &server{adminURL: u, source: EnvURL}, nil
 	}
 	var tried []string
 	if os.Getenv(EnvThrowaway) != "1" {
-		for _, u := range localCandidates {
-			err := checkAdmin(ctx, u)
+		for _, u := range pgserver.LocalAdminURLs() {
+			err := pgserver.CheckAdmin(ctx, u)
 			if err == nil {
-				return &server{adminURL: u, source: redact(u)}, nil
+				return &server{adminURL: u, source: pgserver.Redact(u)}, nil
 			}
-			tried = append(tried, fmt.Sprintf("%s: %v", redact(u), err))
+			tried = append(tried, fmt.Sprintf("%s: %v", pgserver.Redact(u), err))
 		}
 	}
 	tw, err := startThrowaway(ctx)
@@ -141,29 +135,7 @@ func findServer(ctx context.Context) (*server, error) {
 		}
 		return nil, err
 	}
-	return &server{adminURL: tw.url, throwaway: tw, source: "throwaway server in " + tw.dir}, nil
-}
-
-// checkAdmin connects to connString and checks that its role may create
-// databases.
-func checkAdmin(ctx context.Context, connString string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, connString)
-	if err != nil {
-		return fmt.Errorf("connecting: %w", err)
-	}
-	defer conn.Close(context.Background())
-	var ok bool
-	err = conn.QueryRow(ctx,
-		`SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user`).Scan(&ok)
-	if err != nil {
-		return fmt.Errorf("checking privileges: %w", err)
-	}
-	if !ok {
-		return errors.New("role may not create databases")
-	}
-	return nil
+	return &server{adminURL: tw.AdminURL(), throwaway: tw, source: "throwaway server in " + tw.Dir()}, nil
 }
 
 // URL returns a connection string for a new, empty database that exists for
@@ -182,14 +154,14 @@ func URL(t testing.TB) string {
 	name := dbName(t.Name())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := adminExec(ctx, srv.adminURL, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	if err := pgserver.AdminExec(ctx, srv.adminURL, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		t.Fatalf("pgtest: creating database %s on %s: %v", name, srv.source, err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		// WITH (FORCE) (PostgreSQL 13+) terminates sessions a test left open.
-		err := adminExec(ctx, srv.adminURL,
+		err := pgserver.AdminExec(ctx, srv.adminURL,
 			"DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 		if err != nil {
 			t.Errorf("pgtest: dropping database %s: %v", name, err)
@@ -218,16 +190,6 @@ func Pool(t testing.TB) *pgxpool.Pool {
 		t.Fatalf("pgtest: pinging new database: %v", err)
 	}
 	return pool
-}
-
-func adminExec(ctx context.Context, connString, sql string) error {
-	conn, err := pgx.Connect(ctx, connString)
-	if err != nil {
-		return fmt.Errorf("connecting: %w", err)
-	}
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, sql)
-	return err
 }
 
 // dbName returns a database name unique to this call: a readable part of
@@ -264,13 +226,4 @@ func withDatabase(connString, name string) (string, error) {
 	}
 	// In keyword/value strings a later setting wins.
 	return connString + " dbname=" + name, nil
-}
-
-// redact hides the password of a URL for messages.
-func redact(connString string) string {
-	u, err := url.Parse(connString)
-	if err != nil || u.User == nil {
-		return connString
-	}
-	return u.Redacted()
 }

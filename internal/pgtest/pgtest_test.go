@@ -4,14 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/previewd/previewd/internal/pgserver"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -79,11 +82,11 @@ func TestPool(t *testing.T) {
 	}
 }
 
-func TestThrowawayServer(t *testing.T) {
+func TestThrowawayServerDirectory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL server")
 	}
-	if _, err := findBinaries(); err != nil {
+	if _, err := pgserver.FindBinaries(); err != nil {
 		t.Skip(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -92,43 +95,32 @@ func TestThrowawayServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopped := false
 	defer func() {
-		if !stopped {
-			_ = tw.stop(context.Background())
+		if err := tw.Stop(context.Background()); err != nil {
+			t.Error(err)
 		}
 	}()
-	if tw.port == 5432 || tw.port == 0 {
-		t.Errorf("throwaway server on port %d", tw.port)
+	if !strings.HasPrefix(filepath.Base(tw.Dir()), "previewd-pgtest-") {
+		t.Errorf("throwaway server in %s, want a previewd-pgtest-* directory", tw.Dir())
 	}
-	if err := checkAdmin(ctx, tw.url); err != nil {
-		t.Fatalf("throwaway server: %v", err)
+	if err := pgserver.CheckAdmin(ctx, tw.AdminURL()); err != nil {
+		t.Errorf("throwaway server: %v", err)
 	}
-	if err := adminExec(ctx, tw.url, `CREATE DATABASE scratch`); err != nil {
-		t.Fatal(err)
-	}
-	var fsync string
-	conn, err := pgx.Connect(ctx, tw.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.QueryRow(ctx, `SHOW fsync`).Scan(&fsync); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(ctx)
-	if fsync != "off" {
-		t.Errorf("fsync = %q, want off", fsync)
-	}
+}
 
-	stopped = true
-	if err := tw.stop(ctx); err != nil {
-		t.Fatal(err)
+func TestNoBinariesHint(t *testing.T) {
+	err := noBinariesHint(pgserver.ErrNoBinaries)
+	want := "PostgreSQL server binaries (initdb, pg_ctl) not found in PATH or /usr/lib/postgresql/*/bin; " +
+		"install them (apt-get install postgresql) or set " + EnvURL
+	if err == nil || err.Error() != want || !errors.Is(err, pgserver.ErrNoBinaries) {
+		t.Errorf("err = %v, want %q wrapping pgserver.ErrNoBinaries", err, want)
 	}
-	if _, err := os.Stat(tw.dir); !os.IsNotExist(err) {
-		t.Errorf("server directory %s still there after stop (stat: %v)", tw.dir, err)
+	other := errors.New("other")
+	if got := noBinariesHint(other); got != other {
+		t.Errorf("noBinariesHint(other) = %v, want it unchanged", got)
 	}
-	if err := checkAdmin(ctx, tw.url); err == nil {
-		t.Error("server still answers after stop")
+	if noBinariesHint(nil) != nil {
+		t.Error("noBinariesHint(nil) != nil")
 	}
 }
 
@@ -141,7 +133,7 @@ func TestMainStopsThrowawayServer(t *testing.T) {
 	if os.Getenv("PGTEST_HELPER") == "1" {
 		t.Skip("already in the helper process")
 	}
-	if _, err := findBinaries(); err != nil {
+	if _, err := pgserver.FindBinaries(); err != nil {
 		t.Skip(err)
 	}
 	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperThrowaway$", "-test.v", "-test.count=1")
@@ -173,7 +165,7 @@ func TestMainStopsThrowawayServer(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("throwaway directory %s still there after the helper exited (stat: %v)", dir, err)
 	}
-	if err := checkAdmin(t.Context(), url); err == nil {
+	if err := pgserver.CheckAdmin(t.Context(), url); err == nil {
 		t.Errorf("throwaway server %s still answers after the helper exited", url)
 	}
 }
@@ -200,7 +192,7 @@ func TestHelperThrowaway(t *testing.T) {
 	if err := conn.Ping(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("THROWAWAY_DIR=%s\nTHROWAWAY_URL=%s\n", srv.throwaway.dir, srv.throwaway.url)
+	fmt.Printf("THROWAWAY_DIR=%s\nTHROWAWAY_URL=%s\n", srv.throwaway.Dir(), srv.throwaway.AdminURL())
 }
 
 func TestDBName(t *testing.T) {
@@ -229,22 +221,5 @@ func TestWithDatabase(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("withDatabase(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
-	}
-}
-
-func TestVersionOrder(t *testing.T) {
-	if !(versionOf("/usr/lib/postgresql/16/bin") > versionOf("/usr/lib/postgresql/9.6/bin")) {
-		t.Error("16 should sort above 9.6")
-	}
-	if versionOf("/usr/pgsql-15/bin") != 15 {
-		t.Errorf("versionOf(/usr/pgsql-15/bin) = %v", versionOf("/usr/pgsql-15/bin"))
-	}
-}
-
-func TestMissingBinariesMessage(t *testing.T) {
-	t.Setenv("PATH", t.TempDir())
-	_, err := findBinariesIn([]string{t.TempDir() + "/*/bin"})
-	if err == nil || !strings.Contains(err.Error(), "apt-get install postgresql") {
-		t.Errorf("err = %v, want one that says to apt-get install postgresql", err)
 	}
 }

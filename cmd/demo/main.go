@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/previewd/previewd/internal/demo"
@@ -47,6 +48,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "demo: unexpected arguments %v\n", fs.Args())
 		return 2
+	}
+	if o.Previewd != "" {
+		// The demo runs previewd from its work directory.
+		abs, err := filepath.Abs(o.Previewd)
+		if err != nil {
+			fmt.Fprintf(stderr, "demo: --previewd: %v\n", err)
+			return 2
+		}
+		o.Previewd = abs
 	}
 	o.Out = stdout
 	if _, err := demo.Run(ctx, o); err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/version"
@@ -65,12 +66,17 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer, getenv func
 	var c common
 	c.register(fs)
 	once := fs.Bool("once", false, "run one cycle, wait for its actions, and exit (non-zero if it failed)")
+	listen := fs.String("listen", "", "override the config's listen address")
+	leaderWait := fs.Duration("leader-wait", time.Minute, "with --once: how long to wait for another running previewd of this instance to give up the leader lock")
 	if err := fs.Parse(args); err != nil {
 		return 1
 	}
 	cfg, log, err := c.load(stderr, getenv)
 	if err != nil {
 		return fail(stderr, err)
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
 	}
 	d, err := wire.Build(ctx, cfg, wire.Options{Log: log})
 	if err != nil {
@@ -80,6 +86,13 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer, getenv func
 	log.Info("previewd starting", "version", version.String(), "repositories", len(cfg.Repositories),
 		"interval", cfg.Interval.String(), "instance", cfg.Instance)
 	if *once {
+		lctx, cancel := context.WithTimeout(ctx, *leaderWait)
+		lead, err := d.Store.Lead(lctx, cfg.Instance, time.Second)
+		cancel()
+		if err != nil {
+			return fail(stderr, fmt.Errorf("another previewd of instance %q holds the leader lock (waited %s): stop it or use another instance", cfg.Instance, *leaderWait))
+		}
+		defer lead.Release(context.WithoutCancel(ctx))
 		if err := d.Loop.RunOnce(ctx); err != nil {
 			return fail(stderr, err)
 		}
@@ -88,13 +101,10 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer, getenv func
 	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSrv()
 	srvErr := make(chan error, 1)
+	d.SetLeader(false)
 	go func() { srvErr <- d.Serve(srvCtx, cfg.Listen) }()
 	done := make(chan struct{})
-	// On SIGTERM the loop stops scheduling and waits for in-flight work:
-	// Helm operations run to completion (they are never cut half-way, so
-	// no release is left pending-*); readiness waits are cancelled and
-	// recorded as such, and the next start verifies them.
-	go func() { _ = d.Loop.Run(ctx); close(done) }()
+	go func() { defer close(done); lead(ctx, d, log) }()
 	select {
 	case <-done:
 	case err := <-srvErr:
@@ -103,6 +113,37 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer, getenv func
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// lead campaigns for the instance's leader lock and runs the loop while it
+// holds it; a standby waits, ready to take over. On SIGTERM the loop stops
+// scheduling and waits for in-flight work: Helm operations run to
+// completion (they are never cut half-way, so no release is left
+// pending-*); readiness waits are cancelled and the next leader verifies
+// them.
+func lead(ctx context.Context, d *wire.Daemon, log *slog.Logger) {
+	for ctx.Err() == nil {
+		log.Info("waiting for the leader lock (standby)")
+		l, err := d.Store.Lead(ctx, d.Config.Instance, 2*time.Second)
+		if err != nil {
+			return
+		}
+		d.SetLeader(true)
+		log.Info("became the leader: reconciling")
+		lctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-l.Lost():
+				log.Error("lost the leader lock; stopping work until it is regained", "err", l.Err())
+				cancel()
+			case <-lctx.Done():
+			}
+		}()
+		_ = d.Loop.Run(lctx)
+		cancel()
+		d.SetLeader(false)
+		l.Release(context.WithoutCancel(ctx))
+	}
 }
 
 func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -349,5 +350,79 @@ func TestDaemonEndpointsAndSIGTERM(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "stopped") {
 		t.Errorf("no clean stop in the log:\n%s", lastLine(logs.String()))
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func isLeader(addr string) (bool, bool) {
+	code, body := httpGet("http://" + addr + "/metrics")
+	if code != 200 {
+		return false, false
+	}
+	return strings.Contains(body, "\npreviewd_leader 1\n"), strings.Contains(body, "\npreviewd_leader 0\n")
+}
+
+// TestLeaderElectionTwoProcesses: two daemons of one instance, one acts;
+// kill it and the standby takes over and deploys the next push.
+func TestLeaderElectionTwoProcesses(t *testing.T) {
+	e := e2e.New(t, "")
+	n := e.Open("Leader", "leader", e2e.SHA("l1"))
+	addrs := []string{freeAddr(t), freeAddr(t)}
+	var cmds []*exec.Cmd
+	var logs []*syncBuffer
+	for _, a := range addrs {
+		c, l := startDaemon(t, e, "--listen", a)
+		cmds, logs = append(cmds, c), append(logs, l)
+		defer func() { _ = c.Process.Kill(); _ = c.Wait() }()
+	}
+	leader := -1
+	waitFor(t, "one leader and one standby", 30*time.Second, func() bool {
+		l0, s0 := isLeader(addrs[0])
+		l1, s1 := isLeader(addrs[1])
+		switch {
+		case l0 && s1:
+			leader = 0
+		case l1 && s0:
+			leader = 1
+		}
+		return leader >= 0
+	})
+	standby := 1 - leader
+	waitFor(t, "the preview to be ready", 30*time.Second, func() bool {
+		cs := e.BotComments(n)
+		return len(cs) == 1 && strings.Contains(cs[0].Body, "Preview ready")
+	})
+	if code, body := httpGet("http://" + addrs[standby] + "/readyz"); code != 200 {
+		t.Errorf("standby /readyz = %d %s; a standby must be ready to take over", code, body)
+	}
+	if strings.Contains(logs[standby].String(), "msg=deploying") {
+		t.Errorf("the standby deployed while the leader was alive:\n%s", logs[standby].String())
+	}
+
+	_ = cmds[leader].Process.Signal(syscall.SIGKILL)
+	_ = cmds[leader].Wait()
+	killed := time.Now()
+	if err := e.GH.Push(e.Repo, n, e2e.SHA("l2")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the standby to take over and deploy the push", 60*time.Second, func() bool {
+		cs := e.BotComments(n)
+		return len(cs) == 1 && strings.Contains(cs[0].Body, "Preview ready") && strings.Contains(cs[0].Body, e2e.SHA("l2")[:7])
+	})
+	t.Logf("leader killed → standby deployed the push and reported Ready: %s", time.Since(killed).Round(time.Millisecond))
+	if l, _ := isLeader(addrs[standby]); !l {
+		t.Error("the standby does not report previewd_leader 1")
+	}
+	if img := e.DeploymentImage(n); img != "registry.example.com/acme/web:"+e2e.SHA("l2") {
+		t.Errorf("image = %q", img)
 	}
 }

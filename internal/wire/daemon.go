@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gregjones/httpcache"
@@ -42,6 +43,9 @@ type Options struct {
 
 // Daemon is a wired previewd.
 type Daemon struct {
+	standby atomic.Bool
+	leader  prometheus.Gauge
+
 	Config   *config.Config
 	Store    *state.Store
 	Loop     *reconcile.Loop
@@ -87,6 +91,11 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		return nil, err
 	}
 	d := &Daemon{Config: cfg, Store: st, Registry: reg, Log: log}
+	d.leader = prometheus.NewGauge(prometheus.GaugeOpts{Name: "previewd_leader",
+		Help: "1 while this process is the leader of its instance (the one that acts), 0 on a standby."})
+	if !o.ReadOnly {
+		reg.MustRegister(d.leader)
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -188,7 +197,7 @@ func (d *Daemon) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	var errs []error
-	if d.Loop.LastSuccess().IsZero() {
+	if !d.standby.Load() && d.Loop.LastSuccess().IsZero() {
 		errs = append(errs, errors.New("no successful reconcile cycle yet"))
 	}
 	var wg sync.WaitGroup
@@ -207,6 +216,17 @@ func (d *Daemon) Ready(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("the Kubernetes API server: %w", kubeErr))
 	}
 	return errors.Join(errs...)
+}
+
+// SetLeader records whether this process leads; a standby is ready when
+// PostgreSQL and the API server answer (it can take over at once).
+func (d *Daemon) SetLeader(leading bool) {
+	d.standby.Store(!leading)
+	if leading {
+		d.leader.Set(1)
+	} else {
+		d.leader.Set(0)
+	}
 }
 
 // Serve runs the HTTP endpoints until ctx ends.

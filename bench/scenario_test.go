@@ -1,0 +1,434 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/previewd/previewd/github"
+	"github.com/previewd/previewd/github/githubfake"
+	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/e2e"
+	"github.com/previewd/previewd/internal/pgtest"
+	"github.com/previewd/previewd/internal/testbed"
+	"github.com/previewd/previewd/internal/wire"
+	"github.com/previewd/previewd/kube"
+	"github.com/previewd/previewd/state"
+)
+
+const resultsFile = "results.json"
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbed.StopShared(code)
+	if err := pgtest.Shutdown(); err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest:", err)
+	}
+	os.Exit(code)
+}
+
+func gate(t *testing.T) {
+	t.Helper()
+	if os.Getenv("PREVIEWD_BENCH") != "1" {
+		t.Skip("scenario benchmark: set PREVIEWD_BENCH=1 to run")
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// world is one scenario's fake GitHub, database and configuration on the
+// shared control plane.
+type world struct {
+	t        *testing.T
+	gh       *githubfake.Server
+	kube     *testbed.Cluster
+	id       string
+	token    string
+	dbURL    string
+	cfgPath  string
+	repos    []string
+	perRepo  int
+	log      *slog.Logger
+	instance string
+}
+
+func newWorld(t *testing.T, repos, perRepo, parallel int) *world {
+	t.Helper()
+	c := testbed.Kube(t)
+	w := &world{t: t, kube: c, perRepo: perRepo}
+	w.id = e2e.SHA(fmt.Sprint(t.Name(), time.Now().UnixNano()))[:6]
+	w.instance = "bench-" + w.id
+	w.token = "tok-" + w.id
+	// No primary limit in the way of the initial deploys: the scenario
+	// measures the charged requests itself.
+	w.gh = githubfake.NewTestServer(t, githubfake.Options{RateLimit: 10_000_000, JournalSize: -1})
+	w.gh.AddTokenAs(w.token, e2e.BotLogin, 10_000_000)
+	w.dbURL = pgtest.URL(t)
+	w.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, `interval: 30s
+resync_interval: 1h
+listen: "127.0.0.1:0"
+database_url: %q
+instance: %s
+github:
+  api_url: %q
+  token_env: BENCH_GH_TOKEN
+kubernetes:
+  kubeconfig: %q
+deploy_timeout: 180s
+max_parallel_deploys: %d
+repositories:
+`, w.dbURL, w.instance, w.gh.APIURL(), c.Kubeconfig, parallel)
+	chart := filepath.Join(e2e.RepoRoot(), "charts", "preview-app")
+	for r := 0; r < repos; r++ {
+		repo := fmt.Sprintf("bench/s%s-%03d", w.id, r)
+		w.repos = append(w.repos, repo)
+		w.gh.AddRepo(repo)
+		for n := 0; n < perRepo; n++ {
+			w.gh.OpenPR(repo, githubfake.PR{Title: fmt.Sprintf("change %d", n), Branch: fmt.Sprintf("feature-%d", n),
+				SHA: e2e.SHA(fmt.Sprint(repo, n, "v1")), Author: "octocat"})
+		}
+		fmt.Fprintf(&cfg, "  - name: %s\n    chart: %q\n    image: registry.example.com/bench/app\n    host: \"{{ .Namespace }}.preview.test\"\n", repo, chart)
+	}
+	w.cfgPath = filepath.Join(t.TempDir(), "previewd.yaml")
+	if err := os.WriteFile(w.cfgPath, []byte(cfg.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv(testbed.EnvKubeconfig) != "" {
+		// A long-lived control plane: remove this run's namespaces (without
+		// waiting). A control plane this binary started is stopped instead.
+		t.Cleanup(func() {
+			ctx := context.Background()
+			nss, err := c.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: kube.LabelInstance + "=" + w.instance})
+			if err != nil {
+				return
+			}
+			for _, ns := range nss.Items {
+				_ = c.Client.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{})
+			}
+		})
+	}
+	return w
+}
+
+func (w *world) daemon() *wire.Daemon {
+	w.t.Helper()
+	cfg, err := config.Load(w.cfgPath, func(k string) string {
+		if k == "BENCH_GH_TOKEN" {
+			return w.token
+		}
+		return ""
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	zero := time.Duration(0)
+	d, err := wire.Build(context.Background(), cfg, wire.Options{Log: w.log,
+		Backoff: func(int) time.Duration { return 500 * time.Millisecond }, MutationSpacing: &zero})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(d.Close)
+	return d
+}
+
+// cycleStats is one cycle as measured from outside the daemon.
+type cycleStats struct {
+	Cycle       int     `json:"cycle"`
+	Actions     int     `json:"actions"`
+	Requests    int     `json:"requests"`
+	Charged     int     `json:"charged"`
+	NotModified int     `json:"not_modified"`
+	Mutations   int     `json:"mutations"`
+	WallMS      float64 `json:"wall_ms"`
+	CPUMS       float64 `json:"cpu_ms"`
+	Err         string  `json:"error,omitempty"`
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cycle runs one reconcile cycle and waits for its actions.
+func (w *world) cycle(ctx context.Context, d *wire.Daemon, i int) cycleStats {
+	w.gh.ResetCounters()
+	cpu0, t0 := cpuTime(), time.Now()
+	res, err := d.Loop.Cycle(ctx)
+	err = errors.Join(err, d.Executor.Wait())
+	wall, cpu := time.Since(t0), cpuTime()-cpu0
+	c := w.gh.Counters()
+	s := cycleStats{Cycle: i, Actions: len(res.Actions), Requests: c.Requests, Charged: c.Charged, NotModified: c.NotModified,
+		Mutations: c.Mutations, WallMS: ms(wall), CPUMS: ms(cpu)}
+	if err != nil {
+		s.Err = err.Error()
+	}
+	return s
+}
+
+// converge runs cycles until one plans nothing; it returns their sum.
+func (w *world) converge(ctx context.Context, d *wire.Daemon, max int) (cycleStats, []cycleStats) {
+	var sum cycleStats
+	var all []cycleStats
+	for i := 1; i <= max; i++ {
+		s := w.cycle(ctx, d, i)
+		all = append(all, s)
+		sum.Cycle = i
+		sum.Actions += s.Actions
+		sum.Requests += s.Requests
+		sum.Charged += s.Charged
+		sum.NotModified += s.NotModified
+		sum.Mutations += s.Mutations
+		sum.WallMS += s.WallMS
+		sum.CPUMS += s.CPUMS
+		if s.Err != "" {
+			sum.Err = s.Err
+		}
+		if s.Actions == 0 && s.Err == "" {
+			break
+		}
+	}
+	return sum, all
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())/10) / 100 }
+
+func countStatus(t *testing.T, d *wire.Daemon) map[state.Status]int {
+	ps, err := d.Store.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[state.Status]int{}
+	for _, p := range ps {
+		out[p.Status]++
+	}
+	return out
+}
+
+type idleResult struct {
+	Repos           int                  `json:"repos"`
+	PRsPerRepo      int                  `json:"prs_per_repo"`
+	OpenPRs         int                  `json:"open_prs"`
+	MaxParallel     int                  `json:"max_parallel_deploys"`
+	GOMAXPROCS      int                  `json:"gomaxprocs"`
+	DeploySeconds   float64              `json:"initial_deploy_seconds"`
+	DeployCycles    []cycleStats         `json:"initial_deploy_cycles"`
+	Statuses        map[state.Status]int `json:"statuses_after_deploy"`
+	Idle            []cycleStats         `json:"idle_cycles"`
+	IdleChargedMax  int                  `json:"idle_charged_max"`
+	IdleRequestsAvg float64              `json:"idle_requests_avg"`
+	IdleWallMSP50   float64              `json:"idle_wall_ms_p50"`
+	IdleWallMSMax   float64              `json:"idle_wall_ms_max"`
+	IdleCPUMSAvg    float64              `json:"idle_cpu_ms_avg"`
+	HeapInuseMiB    float64              `json:"heap_inuse_mib_after_idle"`
+	HeapAllocMiB    float64              `json:"heap_alloc_mib_after_idle"`
+	HeapObjects     uint64               `json:"heap_objects_after_idle"`
+	HeapProfile     string               `json:"heap_profile,omitempty"`
+	CPUProfile      string               `json:"idle_cpu_profile,omitempty"`
+	Restart         cycleStats           `json:"restart_first_cycle"`
+	Resync          cycleStats           `json:"resync_cycle"`
+	Push            cycleStats           `json:"one_push_until_converged"`
+	PushCycles      []cycleStats         `json:"one_push_cycles"`
+	Budget          budgetResult         `json:"hourly_budget"`
+}
+
+type budgetResult struct {
+	Limit               int     `json:"limit_per_hour"`
+	Repos               int     `json:"repos"`
+	OpenPRs             int     `json:"open_prs"`
+	IdleChargedPerCycle float64 `json:"idle_charged_per_cycle_at_100_repos"`
+	ResyncPerHour       float64 `json:"resync_charged_per_hour"`
+	PushCost            float64 `json:"charged_per_push"`
+	PushesPerHour       float64 `json:"pushes_per_hour"`
+	IdleMinIntervalS    float64 `json:"idle_min_interval_seconds"`
+	PushMinIntervalS    float64 `json:"with_pushes_min_interval_seconds"`
+	CycleWallS          float64 `json:"idle_cycle_wall_seconds_at_100_repos"`
+	RequestsPerCycle    float64 `json:"idle_requests_per_cycle_at_100_repos"`
+	SecondaryMinS       float64 `json:"secondary_limit_min_interval_seconds"`
+	Note                string  `json:"note"`
+}
+
+// TestIdleCost deploys repos × PRs previews through a real daemon, then
+// measures idle cycles, a restart, a full resync and one push, and derives the
+// hourly budget (scenarios 2, 3 and 4 of BENCHMARKS.md).
+func TestIdleCost(t *testing.T) {
+	gate(t)
+	repos := envInt("PREVIEWD_BENCH_REPOS", 20)
+	perRepo := envInt("PREVIEWD_BENCH_PRS", 5)
+	idleN := envInt("PREVIEWD_BENCH_IDLE_CYCLES", 20)
+	parallel := envInt("PREVIEWD_BENCH_PARALLEL", 8)
+	w := newWorld(t, repos, perRepo, parallel)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
+	defer cancel()
+	r := idleResult{Repos: repos, PRsPerRepo: perRepo, OpenPRs: repos * perRepo, MaxParallel: parallel, GOMAXPROCS: runtime.GOMAXPROCS(0)}
+
+	d := w.daemon()
+	t0 := time.Now()
+	sum, all := w.converge(ctx, d, 6)
+	r.DeploySeconds = math.Round(time.Since(t0).Seconds()*10) / 10
+	r.DeployCycles = all
+	r.Statuses = countStatus(t, d)
+	t.Logf("initial deploy of %d PRs: %.1f s, %d cycles, %d requests (%d charged), statuses %v",
+		r.OpenPRs, r.DeploySeconds, len(all), sum.Requests, sum.Charged, r.Statuses)
+	if r.Statuses[state.StatusReady] != r.OpenPRs {
+		t.Errorf("after the initial deploy: %v, want %d ready", r.Statuses, r.OpenPRs)
+	}
+
+	// Idle cycles, under a CPU profile.
+	cpuProf := os.Getenv("PREVIEWD_BENCH_CPUPROFILE")
+	if cpuProf == "" {
+		cpuProf = filepath.Join(os.TempDir(), "previewd-bench-cpu.pprof")
+	}
+	if f, err := os.Create(cpuProf); err == nil {
+		if err := pprof.StartCPUProfile(f); err == nil {
+			r.CPUProfile = cpuProf
+			defer f.Close()
+		}
+	}
+	var reqs, cpu float64
+	var walls []float64
+	for i := 1; i <= idleN; i++ {
+		s := w.cycle(ctx, d, i)
+		r.Idle = append(r.Idle, s)
+		r.IdleChargedMax = max(r.IdleChargedMax, s.Charged)
+		reqs += float64(s.Requests)
+		cpu += s.CPUMS
+		walls = append(walls, s.WallMS)
+		t.Logf("idle cycle %2d: actions %d, requests %d, charged %d, 304 %d, wall %.1f ms, cpu %.1f ms %s",
+			i, s.Actions, s.Requests, s.Charged, s.NotModified, s.WallMS, s.CPUMS, s.Err)
+	}
+	if r.CPUProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	r.IdleRequestsAvg = reqs / float64(idleN)
+	r.IdleCPUMSAvg = math.Round(cpu/float64(idleN)*100) / 100
+	r.IdleWallMSP50, r.IdleWallMSMax = percentile(walls, 0.5), percentile(walls, 1)
+
+	// Heap after the idle cycles (this process also holds the GitHub fake's
+	// state and the test harness).
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	r.HeapInuseMiB = math.Round(float64(m.HeapInuse)/(1<<20)*100) / 100
+	r.HeapAllocMiB = math.Round(float64(m.HeapAlloc)/(1<<20)*100) / 100
+	r.HeapObjects = m.HeapObjects
+	prof := os.Getenv("PREVIEWD_BENCH_HEAPPROFILE")
+	if prof == "" {
+		prof = filepath.Join(os.TempDir(), "previewd-bench-heap.pprof")
+	}
+	if f, err := os.Create(prof); err == nil {
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err == nil {
+			r.HeapProfile = prof
+		}
+		_ = f.Close()
+	}
+
+	// Full resync (what the hourly cron job runs): lists read unconditionally.
+	r.Resync = w.cycle(github.Unconditional(ctx), d, 1)
+	t.Logf("resync cycle: requests %d, charged %d, actions %d", r.Resync.Requests, r.Resync.Charged, r.Resync.Actions)
+
+	// Restart: a new daemon on the same database.
+	d.Close()
+	d2 := w.daemon()
+	r.Restart = w.cycle(ctx, d2, 1)
+	t.Logf("restart, first cycle: actions %d, requests %d, charged %d, wall %.1f ms", r.Restart.Actions, r.Restart.Requests, r.Restart.Charged, r.Restart.WallMS)
+
+	// One push: its cost until the daemon is idle again.
+	if err := w.gh.Push(w.repos[0], 1, e2e.SHA("pushed")); err != nil {
+		t.Fatal(err)
+	}
+	r.Push, r.PushCycles = w.converge(ctx, d2, 5)
+	t.Logf("one push: %d cycles, requests %d, charged %d (mutations %d), wall %.1f ms", len(r.PushCycles), r.Push.Requests, r.Push.Charged, r.Push.Mutations, r.Push.WallMS)
+
+	r.Budget = budget(r)
+	if err := WriteResult(resultsFile, "idle_cost", r); err != nil {
+		t.Error(err)
+	}
+	b := r.Budget
+	fmt.Printf("\nHEAP: in use %.1f MiB (alloc %.1f MiB, %d objects) after %d idle cycles with %d previews; profile %s\n",
+		r.HeapInuseMiB, r.HeapAllocMiB, r.HeapObjects, idleN, r.OpenPRs, r.HeapProfile)
+	fmt.Printf("HOURLY BUDGET (100 repos, %d open PRs, 5,000 charged/h): idle %.2f charged/cycle → min interval %s; "+
+		"with 10%% of PRs pushed per hour (%.0f pushes × %.1f charged + resync %.0f/h) → min interval %s; "+
+		"other bounds: idle cycle wall %.2f s, secondary limit (900 GET/min, if 304s count) %.1f s\n",
+		b.OpenPRs, b.IdleChargedPerCycle, fmtInterval(b.IdleMinIntervalS), b.PushesPerHour, b.PushCost, b.ResyncPerHour,
+		fmtInterval(b.PushMinIntervalS), b.CycleWallS, b.SecondaryMinS)
+	fmt.Printf("IDLE COST (%d repos × %d PRs): charged per idle cycle max %d (goal 0), requests avg %.1f, wall p50 %.1f ms, cpu avg %.1f ms; after restart: charged %d (goal 0)\n",
+		repos, perRepo, r.IdleChargedMax, r.IdleRequestsAvg, r.IdleWallMSP50, r.IdleCPUMSAvg, r.Restart.Charged)
+}
+
+// budget extrapolates the measured per-repository costs to 100 repositories
+// and solves for the shortest poll interval under GitHub's 5,000/h.
+func budget(r idleResult) budgetResult {
+	const limit, repos = 5000, 100
+	scale := float64(repos) / float64(r.Repos)
+	b := budgetResult{Limit: limit, Repos: repos, OpenPRs: repos * r.PRsPerRepo}
+	b.IdleChargedPerCycle = float64(r.IdleChargedMax) * scale
+	b.ResyncPerHour = float64(r.Resync.Charged) * scale
+	b.PushCost = float64(r.Push.Charged)
+	b.PushesPerHour = 0.10 * float64(b.OpenPRs)
+	b.CycleWallS = math.Round(r.IdleWallMSP50*scale/1000*100) / 100
+	b.RequestsPerCycle = r.IdleRequestsAvg * scale
+	// GitHub's documented secondary limit: 900 points per minute for REST,
+	// 1 point per GET. Whether a 304 counts is not documented: assume it does.
+	b.SecondaryMinS = math.Round(b.RequestsPerCycle/900*60*10) / 10
+	solve := func(fixed float64) float64 {
+		left := limit - fixed
+		if left <= 0 {
+			return math.Inf(1) // no interval fits
+		}
+		if b.IdleChargedPerCycle == 0 {
+			return 0 // not bounded by the primary limit
+		}
+		return 3600 / (left / b.IdleChargedPerCycle)
+	}
+	b.IdleMinIntervalS = solve(b.ResyncPerHour)
+	b.PushMinIntervalS = solve(b.ResyncPerHour + b.PushesPerHour*b.PushCost)
+	b.Note = "0 means idle cycles are free (304s): the primary limit does not bound the interval; the cycle wall time and GitHub's secondary limits do"
+	return b
+}
+
+func fmtInterval(s float64) string {
+	switch {
+	case math.IsInf(s, 1):
+		return "none (budget exceeded by fixed costs)"
+	case s == 0:
+		return "unbounded by the primary limit (idle cycles cost 0)"
+	}
+	return fmt.Sprintf("%.1f s", s)
+}
+
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	i := int(math.Ceil(p*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}

@@ -1,0 +1,112 @@
+{{- define "previewd.name" -}}
+{{- .Values.nameOverride | default .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "previewd.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "previewd.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "previewd.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "previewd.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "previewd.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "previewd.labels" -}}
+{{ include "previewd.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "previewd.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "previewd.fullname" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name | default "default" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the GitHub App key is mounted. */}}
+{{- define "previewd.appKeyDir" -}}/etc/previewd/github-app{{- end -}}
+
+{{/* previewd's config file (README "Configuration"). No secret in it. */}}
+{{- define "previewd.config" -}}
+{{- $c := .Values.config -}}
+{{- $repos := list -}}
+{{- range .Values.repositories -}}
+{{- $repos = append $repos (merge (dict) . (dict "chart" $c.defaultChart)) -}}
+{{- end -}}
+listen: {{ printf ":%v" .Values.metrics.port | quote }}
+interval: {{ $c.interval | quote }}
+resync_interval: {{ $c.resyncInterval | quote }}
+instance: {{ $c.instance | quote }}
+github:
+  api_url: {{ .Values.github.apiURL | quote }}
+{{- if .Values.github.app.enabled }}
+  app:
+    app_id: {{ .Values.github.app.appID | int64 }}
+    installation_id: {{ .Values.github.app.installationID | int64 }}
+    private_key_file: {{ printf "%s/%s" (include "previewd.appKeyDir" .) .Values.github.app.key | quote }}
+{{- else }}
+  token_env: GITHUB_TOKEN
+{{- end }}
+kubernetes:
+  kubeconfig: ""
+deploy_timeout: {{ $c.deployTimeout | quote }}
+max_parallel_deploys: {{ $c.maxParallelDeploys | int }}
+max_attempts: {{ $c.maxAttempts | int }}
+{{- if $repos }}
+repositories:
+{{ toYaml $repos | indent 2 }}
+{{- else }}
+repositories: []
+{{- end }}
+{{- end -}}
+
+{{/*
+The ClusterRole's rules. Every rule is proven necessary by
+internal/chartcheck TestLeastPrivilege; docs/rbac.md says what fails without it.
+*/}}
+{{- define "previewd.rules" -}}
+# Per-PR namespaces: list the owned ones, check/create, delete on close.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get, list, create, delete]
+# Helm release records (storage driver "secret") in the PR namespace.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, create, update, delete]
+# charts/preview-app: Deployment (applied by Helm, read by the readiness wait).
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, create, update, patch, delete]
+# charts/preview-app: Service.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, create, update, patch, delete]
+# charts/preview-app: Ingress.
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, list, create, update, patch, delete]
+# Readiness failure diagnosis: the current rollout's ReplicaSet ...
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [list]
+# ... its pods' waiting reasons (ImagePullBackOff, CrashLoopBackOff) ...
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+# ... and the failing container's last log lines for the PR comment.
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
+{{- with .Values.rbac.extraRules }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,150 @@
+package reconcile
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/previewd/previewd/state"
+)
+
+// benchObservation is 1,000 open PRs across 100 repositories: 80% in sync,
+// 10% with a new head SHA, plus 100 closed PRs (one per 10 open) whose
+// namespaces still exist, and a failed row every 50 PRs.
+func benchObservation() (Observation, Options) {
+	const repos, perRepo = 100, 10
+	shaOld := strings.Repeat("a", 40)
+	shaNew := strings.Repeat("b", 40)
+	obs := Observation{Cluster: ClusterObservation{Complete: true,
+		Owned: map[string]Namespace{}, Foreign: map[string]bool{}, Releases: map[string]Release{}}}
+	pol := map[string]RepoPolicy{}
+	for r := 0; r < repos; r++ {
+		repo := fmt.Sprintf("acme/svc-%03d", r)
+		pol[repo] = RepoPolicy{}
+		ro := RepoObservation{Repo: repo, Complete: true}
+		for n := 1; n <= perRepo+1; n++ {
+			ns := nsFor(repo, n)
+			obs.Cluster.Owned[ns] = Namespace{Name: ns, Repo: repo, Number: n}
+			obs.Cluster.Releases[ns] = Release{Exists: true, Status: "deployed", SHA: shaOld, Updated: now.Add(-time.Hour)}
+			row := state.Preview{Repo: repo, Number: n, Namespace: ns, DesiredSHA: shaOld, DeployedSHA: shaOld,
+				Status: state.StatusReady, Attempts: 1, Branch: "feature", Title: "t", CommentHash: "h"}
+			if n == perRepo+1 { // closed
+				ro.Closed = append(ro.Closed, Closed{Number: n, Merged: n%2 == 0})
+				obs.Previews = append(obs.Previews, row)
+				continue
+			}
+			pr := PR{Repo: repo, Number: n, SHA: shaOld, Branch: "feature", Title: "t", Author: "octocat"}
+			switch {
+			case n == 1: // new SHA
+				pr.SHA = shaNew
+			case n == 2 && r%5 == 0: // failed, retries exhausted
+				row.Status, row.Attempts, row.LastError = state.StatusFailed, 3, "readiness: ImagePullBackOff"
+			}
+			ro.Open = append(ro.Open, pr)
+			obs.Previews = append(obs.Previews, row)
+		}
+		obs.Repos = append(obs.Repos, ro)
+	}
+	o := Options{Now: now, MaxAttempts: 3, DeployTimeout: 3 * time.Minute, NamespaceFor: nsFor, Policies: pol,
+		CommentHash: func(p state.Preview) string { return "h" }}
+	return obs, o
+}
+
+func BenchmarkPlan1000PRs100Repos(b *testing.B) {
+	obs, o := benchObservation()
+	var res Result
+	b.ReportAllocs()
+	for b.Loop() {
+		res = Plan(obs, o)
+	}
+	b.ReportMetric(float64(len(res.Actions)), "actions/op")
+}
+
+// BenchmarkPlan1000PRsRealHash uses the real comment hash (render + sha256
+// per row), as the daemon does.
+func BenchmarkPlan1000PRsRealHash(b *testing.B) {
+	obs, o := benchObservation()
+	r := Renderer{MaxAttempts: 3}
+	o.CommentHash = r.Hash
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		Plan(obs, o)
+	}
+}
+
+func benchRow(status state.Status) state.Preview {
+	return state.Preview{Repo: "acme/web", Number: 1234, Namespace: "pr-web-1234", Branch: "feature/some-branch_name",
+		Title: "Add a thing", DesiredSHA: strings.Repeat("c", 40), DeployedSHA: strings.Repeat("c", 40), Status: status, Attempts: 1}
+}
+
+func BenchmarkRenderCommentReady(b *testing.B) {
+	p := benchRow(state.StatusReady)
+	info := CommentInfo{URL: "https://pr-web-1234.preview.example.com", MaxAttempts: 3}
+	b.ReportAllocs()
+	for b.Loop() {
+		RenderComment(p, info, nil)
+	}
+}
+
+func BenchmarkRenderCommentFailed8KBLogs(b *testing.B) {
+	p := benchRow(state.StatusFailed)
+	p.Attempts = 3
+	var logs strings.Builder
+	for i := 0; logs.Len() < 8<<10; i++ {
+		fmt.Fprintf(&logs, "2026-11-26T12:00:%02dZ ERROR app: connection refused to db:5432 (attempt %d) token=ghp_xxxxxxxxxxxxxxxxxxxx\n", i%60, i)
+	}
+	p.LastError = "readiness: container app in CrashLoopBackOff\nback-off 40s restarting failed container\n--- logs ---\n" + logs.String()
+	info := CommentInfo{MaxAttempts: 3}
+	var body string
+	b.ReportAllocs()
+	for b.Loop() {
+		body = RenderComment(p, info, nil)
+	}
+	b.ReportMetric(float64(len(body)), "bytes/body")
+}
+
+// BenchmarkRenderCommentFailed8KBLogsNoRedact isolates the rendering from
+// the secret-redaction regexes.
+func BenchmarkRenderCommentFailed8KBLogsNoRedact(b *testing.B) {
+	p := benchRow(state.StatusFailed)
+	p.Attempts = 3
+	var logs strings.Builder
+	for i := 0; logs.Len() < 8<<10; i++ {
+		fmt.Fprintf(&logs, "2026-11-26T12:00:%02dZ ERROR app: connection refused to db:5432 (attempt %d)\n", i%60, i)
+	}
+	p.LastError = "readiness: container app in CrashLoopBackOff\nback-off 40s restarting failed container\n--- logs ---\n" + logs.String()
+	info := CommentInfo{MaxAttempts: 3}
+	b.ReportAllocs()
+	for b.Loop() {
+		RenderComment(p, info, func(s string) string { return s })
+	}
+}
+
+// BenchmarkPlan1000PRsRealHashFailedLogs: as RealHash, with every 10th row
+// failed and carrying 8 KB of pod logs. Plan re-renders (and re-redacts) the
+// comment of every row each cycle to compare its hash.
+func BenchmarkPlan1000PRsRealHashFailedLogs(b *testing.B) {
+	obs, o := benchObservation()
+	var logs strings.Builder
+	for i := 0; logs.Len() < 8<<10; i++ {
+		fmt.Fprintf(&logs, "2026-11-26T12:00:%02dZ ERROR app: connection refused to db:5432 (attempt %d)\n", i%60, i)
+	}
+	failed := 0
+	for i := range obs.Previews {
+		if i%10 == 3 {
+			p := &obs.Previews[i]
+			p.Status, p.Attempts = state.StatusFailed, 3
+			p.LastError = "readiness: container app in CrashLoopBackOff\n--- logs ---\n" + logs.String()
+			failed++
+		}
+	}
+	r := Renderer{MaxAttempts: 3}
+	o.CommentHash = r.Hash
+	b.ReportAllocs()
+	for b.Loop() {
+		Plan(obs, o)
+	}
+	b.ReportMetric(float64(failed), "failed_rows")
+}

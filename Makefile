@@ -40,5 +40,12 @@ cluster-up: kube-bins build ## start the local control plane in ./.testbed and p
 cluster-down: ## stop the control plane started by cluster-up
 	@$(BIN)/testbed down --dir .testbed || true
 
+BENCH_REPOS ?= 100
+BENCH_PRS ?= 2
+bench: kube-bins ## Go benchmarks of the pure parts, then the idle-cost scenario (control plane + PostgreSQL); see BENCHMARKS.md
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./reconcile/ ./kube/
+	PREVIEWD_BENCH=1 PREVIEWD_BENCH_REPOS=$(BENCH_REPOS) PREVIEWD_BENCH_PRS=$(BENCH_PRS) \
+	  $(GO) test -v -count=1 -timeout 60m -run TestIdleCost ./bench/
+
 clean:
 	rm -rf $(BIN)

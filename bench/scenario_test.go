@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/previewd/previewd/github"
@@ -32,6 +35,10 @@ import (
 const resultsFile = "results.json"
 
 func TestMain(m *testing.M) {
+	if os.Getenv("PREVIEWD_BENCH") == "1" {
+		// A finer heap profile than the default 512 KiB sampling.
+		runtime.MemProfileRate = 16 << 10
+	}
 	code := m.Run()
 	testbed.StopShared(code)
 	if err := pgtest.Shutdown(); err != nil {
@@ -113,6 +120,7 @@ repositories:
 	if err := os.WriteFile(w.cfgPath, []byte(cfg.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	addNodes(t, c, repos*perRepo)
 	if os.Getenv(testbed.EnvKubeconfig) != "" {
 		// A long-lived control plane: remove this run's namespaces (without
 		// waiting). A control plane this binary started is stopped instead.
@@ -128,6 +136,25 @@ repositories:
 		})
 	}
 	return w
+}
+
+// addNodes adds simulated kwok nodes so that previews pods fit: the test
+// bed's one node takes 110 pods, so more previews than that stay Pending.
+func addNodes(t *testing.T, c *testbed.Cluster, pods int) {
+	t.Helper()
+	qty := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("256Gi"),
+		corev1.ResourcePods: resource.MustParse("110")}
+	ctx := context.Background()
+	for i := 0; i < pods/100+1; i++ {
+		name := fmt.Sprintf("bench-kwok-%d", i)
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name,
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+			Labels:      map[string]string{"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
+			Status: corev1.NodeStatus{Capacity: qty, Allocatable: qty}}
+		if _, err := c.Client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("adding node %s: %v", name, err)
+		}
+	}
 }
 
 func (w *world) daemon() *wire.Daemon {

@@ -126,6 +126,16 @@ func BenchmarkRenderCommentFailed8KBLogsNoRedact(b *testing.B) {
 // failed and carrying 8 KB of pod logs. Plan re-renders (and re-redacts) the
 // comment of every row each cycle to compare its hash.
 func BenchmarkPlan1000PRsRealHashFailedLogs(b *testing.B) {
+	benchFailedLogs(b, false)
+}
+
+// BenchmarkPlan1000PRsCachedHashFailedLogs is the same with the daemon's
+// HashCache: rows unchanged since the last cycle are not re-rendered.
+func BenchmarkPlan1000PRsCachedHashFailedLogs(b *testing.B) {
+	benchFailedLogs(b, true)
+}
+
+func benchFailedLogs(b *testing.B, cached bool) {
 	obs, o := benchObservation()
 	var logs strings.Builder
 	for i := 0; logs.Len() < 8<<10; i++ {
@@ -137,11 +147,15 @@ func BenchmarkPlan1000PRsRealHashFailedLogs(b *testing.B) {
 			p := &obs.Previews[i]
 			p.Status, p.Attempts = state.StatusFailed, 3
 			p.LastError = "readiness: container app in CrashLoopBackOff\n--- logs ---\n" + logs.String()
+			p.UpdatedAt = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 			failed++
 		}
 	}
 	r := Renderer{MaxAttempts: 3}
 	o.CommentHash = r.Hash
+	if cached {
+		o.CommentHash = (&HashCache{R: r}).Hash
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		Plan(obs, o)

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/previewd/previewd/state"
 )
@@ -61,5 +62,24 @@ func TestRenderCommentReadyShowsURL(t *testing.T) {
 	body := RenderComment(p, CommentInfo{URL: "https://pr-web-7.example.com"}, nil)
 	if !strings.Contains(body, "Preview ready") || !strings.Contains(body, "pr-web-7.example.com") || !strings.Contains(body, "`aaaaaaa`") {
 		t.Errorf("ready body:\n%s", body)
+	}
+}
+
+func TestHashCacheRendersOncePerRowVersion(t *testing.T) {
+	renders := 0
+	c := &HashCache{R: Renderer{MaxAttempts: 3, Redact: func(s string) string { renders++; return s }}}
+	p := state.Preview{Repo: "acme/web", Number: 1, Namespace: "pr-web-1", DesiredSHA: shaA, Status: state.StatusFailed,
+		Attempts: 3, LastError: "boom", UpdatedAt: now}
+	h1, h2 := c.Hash(p), c.Hash(p)
+	if h1 != h2 || renders != 1 {
+		t.Fatalf("hashes %q %q after %d renders; want one render", h1, h2, renders)
+	}
+	p.UpdatedAt = now.Add(time.Second)
+	p.LastError = "other"
+	if h3 := c.Hash(p); h3 == h1 || renders != 2 {
+		t.Errorf("a new row version was not re-rendered (renders=%d)", renders)
+	}
+	if want := (Renderer{MaxAttempts: 3, Redact: func(s string) string { return s }}).Hash(p); c.Hash(p) != want {
+		t.Error("cached hash differs from a fresh render")
 	}
 }

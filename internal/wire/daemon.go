@@ -157,7 +157,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		ex.SetMetrics(metrics)
 	}
 	// plan and run hash comments the same way.
-	renderer := reconcile.Renderer{Repos: specs, MaxAttempts: cfg.MaxAttempts, Redact: redact}
+	renderer := &reconcile.HashCache{R: reconcile.Renderer{Repos: specs, MaxAttempts: cfg.MaxAttempts, Redact: redact}}
 	d.Executor = ex
 	d.Loop = reconcile.NewLoop(gh, cl, st, ex, reconcile.LoopOptions{
 		Repos: names, Policies: policies, NamespaceFor: kube.NamespaceName,

@@ -18,6 +18,7 @@ import (
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/loader"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	rv1 "helm.sh/helm/v4/pkg/release/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
@@ -58,7 +59,9 @@ func Lint(chartDir string, vals map[string]any) error {
 	var errs []error
 	errs = append(errs, res.Errors...)
 	for _, m := range res.Messages {
-		errs = append(errs, fmt.Errorf("lint: %s", m.Error()))
+		if m.Severity >= support.WarningSev {
+			errs = append(errs, fmt.Errorf("lint: %s", m.Error()))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -69,6 +72,8 @@ type RenderOptions struct {
 	Namespace string
 	// APIVersions are added to the default capabilities (--api-versions).
 	APIVersions []string
+	// KubeVersion is --kube-version; default the test bed's v1.37.2.
+	KubeVersion string
 }
 
 // Render is `helm template`: a client-only dry-run install. It returns the
@@ -90,6 +95,13 @@ func Render(ctx context.Context, chartDir string, vals map[string]any, o RenderO
 		in.Namespace = "previewd"
 	}
 	in.APIVersions = common.VersionSet(o.APIVersions)
+	kv := o.KubeVersion
+	if kv == "" {
+		kv = "v1.37.2"
+	}
+	if in.KubeVersion, err = common.ParseKubeVersion(kv); err != nil {
+		return nil, err
+	}
 	res, err := in.RunWithContext(ctx, ch, vals)
 	if err != nil {
 		return nil, err

@@ -23,7 +23,7 @@ var _ reconcile.GitHub = GitHub{}
 func newGitHub(_ context.Context, cfg *config.Config, cache httpcache.Cache, reg prometheus.Registerer, log *slog.Logger, spacing *time.Duration) (GitHub, error) {
 	o := github.Options{BaseURL: cfg.GitHub.APIURL, Cache: cache, Registerer: reg, Log: log}
 	if spacing != nil {
-		o.MutationSpacing = *spacing
+		o.MutationSpacing = max(*spacing, time.Nanosecond) // 0 would mean the default
 	}
 	if a := cfg.GitHub.App; a != nil {
 		key, err := os.ReadFile(a.PrivateKeyFile)

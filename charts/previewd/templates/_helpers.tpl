@@ -70,8 +70,9 @@ repositories: []
 {{- end -}}
 
 {{/*
-The ClusterRole's rules. Every rule is proven necessary by
-internal/chartcheck TestLeastPrivilege; docs/rbac.md says what fails without it.
+The ClusterRole's rules. Every rule (and, with PREVIEWD_TEST_RBAC_VERBS=1,
+every verb) is proven necessary by internal/chartcheck TestLeastPrivilege;
+docs/rbac.md says what fails without it.
 */}}
 {{- define "previewd.rules" -}}
 # Per-PR namespaces: list the owned ones, check/create, delete on close.
@@ -82,18 +83,19 @@ internal/chartcheck TestLeastPrivilege; docs/rbac.md says what fails without it.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, create, update, delete]
-# charts/preview-app: Deployment (applied by Helm, read by the readiness wait).
+# charts/preview-app: Deployment. Helm 4 server-side apply: get (conflict
+# check), create + patch (apply), delete (uninstall); list: readiness wait.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, create, update, patch, delete]
-# charts/preview-app: Service.
+  verbs: [get, list, create, patch, delete]
+# charts/preview-app: Service (Helm: get, create + patch, delete).
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, create, update, patch, delete]
-# charts/preview-app: Ingress.
+  verbs: [get, create, patch, delete]
+# charts/preview-app: Ingress (Helm: get, create + patch, delete).
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
-  verbs: [get, list, create, update, patch, delete]
+  verbs: [get, create, patch, delete]
 # Readiness failure diagnosis: the current rollout's ReplicaSet ...
 - apiGroups: [apps]
   resources: [replicasets]

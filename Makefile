@@ -10,7 +10,7 @@ TEST_FLAGS ?= -race -count=1
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/previewd/previewd/internal/version.Version=$(VERSION)
 
-.PHONY: build test test-unit lint kube-bins cluster-up cluster-down demo bench clean
+.PHONY: build test test-unit lint kube-bins promtool cluster-up cluster-down demo bench test-alerts chart-check image clean
 
 build: ## previewd, the GitHub fake and the test-bed launcher into ./bin
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
@@ -21,7 +21,7 @@ demo: kube-bins build ## previewd end to end on this machine: control plane, Pos
 kube-bins: ## build the control-plane binaries once into ~/.cache/previewd (about 11 min cold)
 	@deploy/testbed/build-kube.sh >/dev/null
 
-test: kube-bins build ## unit + integration tests on a real control plane and PostgreSQL
+test: kube-bins promtool build ## unit + integration tests on a real control plane and PostgreSQL
 	@set -euo pipefail; dir=$$(mktemp -d /tmp/previewd-test-cluster.XXXXXX); \
 	trap '$(BIN)/testbed down --dir '"$$dir"' >/dev/null 2>&1 || true' EXIT; \
 	kc=$$($(BIN)/testbed up --dir "$$dir" | sed 's/^export KUBECONFIG=//'); \
@@ -33,6 +33,22 @@ test-unit: ## tests that start no external process
 lint: ## go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+promtool: ## build the pinned promtool (deploy/tools/go.mod) once into ~/.cache/previewd/tools
+	@deploy/tools/build-promtool.sh >/dev/null
+
+test-alerts: promtool ## check + unit-test deploy/alerts; dashboard; lint a real previewd scrape
+	@set -euo pipefail; pt=$$(deploy/tools/build-promtool.sh); \
+	$$pt check rules --lint=all --lint-fatal deploy/alerts/previewd-rules.yaml; \
+	$$pt test rules deploy/alerts/previewd-rules.test.yaml
+	$(GO) test -count=1 ./internal/alertcheck/
+
+chart-check: kube-bins ## lint, render and dry-run charts/previewd; prove its ClusterRole least privilege
+	$(GO) test -count=1 -v ./internal/chartcheck/
+
+IMAGE ?= ghcr.io/previewd/previewd:$(VERSION)
+image: ## container image (needs a Docker engine; none on the dev machines or CI, so tests do not build it)
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 cluster-up: kube-bins build ## start the local control plane in ./.testbed and print its KUBECONFIG
 	@$(BIN)/testbed up --dir .testbed

@@ -26,6 +26,7 @@ type Leadership struct {
 	key  int64
 	lost chan struct{}
 	stop chan struct{}
+	done chan struct{} // closed when watch has returned: conn is ours again
 	err  error
 }
 
@@ -54,7 +55,7 @@ func (s *Store) TryLead(ctx context.Context, instance string, check time.Duratio
 		conn.Release()
 		return nil, ErrNotLeader
 	}
-	l := &Leadership{conn: conn, key: key, lost: make(chan struct{}), stop: make(chan struct{})}
+	l := &Leadership{conn: conn, key: key, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	if check <= 0 {
 		check = 2 * time.Second
 	}
@@ -85,6 +86,7 @@ func (s *Store) Lead(ctx context.Context, instance string, interval time.Duratio
 // watch pings the session that holds the lock; if it fails the lock may
 // be gone (the server dropped the session), so leadership is lost.
 func (l *Leadership) watch(every time.Duration) {
+	defer close(l.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -123,6 +125,7 @@ func (l *Leadership) Release(ctx context.Context) {
 	default:
 		close(l.stop)
 	}
+	<-l.done // a connection is not safe for concurrent use
 	_, _ = l.conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, l.key)
 	l.conn.Release()
 }

@@ -22,8 +22,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/previewd/previewd/internal/e2e"
-	"github.com/previewd/previewd/internal/pgtest"
-	"github.com/previewd/previewd/internal/testbed"
 	"github.com/previewd/previewd/kube"
 	"github.com/previewd/previewd/state"
 )
@@ -36,12 +34,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	code := m.Run()
-	testbed.StopShared(code)
-	if err := pgtest.Shutdown(); err != nil {
-		fmt.Fprintln(os.Stderr, "pgtest:", err)
-	}
-	os.Exit(code)
+	e2e.Main(m)
 }
 
 func TestUsageAndVersion(t *testing.T) {

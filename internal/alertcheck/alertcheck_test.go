@@ -28,18 +28,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/previewd/previewd/internal/e2e"
-	"github.com/previewd/previewd/internal/pgtest"
-	"github.com/previewd/previewd/internal/testbed"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbed.StopShared(code)
-	if err := pgtest.Shutdown(); err != nil {
-		fmt.Fprintln(os.Stderr, "pgtest:", err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { e2e.Main(m) }
 
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)

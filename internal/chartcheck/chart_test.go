@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/previewd/previewd/internal/e2e"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,18 +23,10 @@ import (
 
 	"github.com/previewd/previewd/internal/chartcheck"
 	"github.com/previewd/previewd/internal/config"
-	"github.com/previewd/previewd/internal/pgtest"
 	"github.com/previewd/previewd/internal/testbed"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbed.StopShared(code)
-	if err := pgtest.Shutdown(); err != nil {
-		fmt.Fprintln(os.Stderr, "pgtest:", err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { e2e.Main(m) }
 
 const monitoringV1 = "monitoring.coreos.com/v1"
 

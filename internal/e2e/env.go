@@ -231,3 +231,18 @@ func (e *Env) Row(d *wire.Daemon, n int) state.Preview {
 // Token is the fake GitHub token previewd uses; child processes get it as
 // $TEST_GH_TOKEN.
 func (e *Env) Token() string { return e.Getenv("TEST_GH_TOKEN") }
+
+// Main runs a package's end-to-end tests, then stops the control plane and
+// the throwaway PostgreSQL server its tests started (if any), keeping the
+// control plane's logs when a test failed. Use it as TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	testbed.StopShared(code)
+	if err := pgtest.Shutdown(); err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}

@@ -2,7 +2,6 @@ package wire_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -18,20 +17,12 @@ import (
 
 	"github.com/previewd/previewd/github/githubfake"
 	"github.com/previewd/previewd/internal/e2e"
-	"github.com/previewd/previewd/internal/pgtest"
 	"github.com/previewd/previewd/internal/testbed"
 	"github.com/previewd/previewd/kube"
 	"github.com/previewd/previewd/state"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbed.StopShared(code)
-	if err := pgtest.Shutdown(); err != nil {
-		fmt.Fprintln(os.Stderr, "pgtest:", err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { e2e.Main(m) }
 
 // TestPRLifecycle: opened → Ready with one comment carrying the URL; push →
 // same namespace upgraded, same comment updated; merged → namespace gone and

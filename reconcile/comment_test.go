@@ -10,13 +10,13 @@ import (
 
 func TestRedact(t *testing.T) {
 	for in, bad := range map[string]string{
-		"auth with ghp_abcdefghijklmnopqrstuvwxyz0123 failed": "ghp_abcdefghijklmnopqrstuvwxyz0123",
-		"DATABASE_URL=postgres://app:s3cr3tpw@db:5432/x":       "s3cr3tpw",
-		`{"password": "hunter22"}`:                             "hunter22",
-		"Authorization: Bearer abc.def.ghijklmnop":             "abc.def.ghijklmnop",
-		"key AKIAABCDEFGHIJKLMNOP here":                        "AKIAABCDEFGHIJKLMNOP",
+		"auth with ghp_abcdefghijklmnopqrstuvwxyz0123 failed":                  "ghp_abcdefghijklmnopqrstuvwxyz0123",
+		"DATABASE_URL=postgres://app:s3cr3tpw@db:5432/x":                       "s3cr3tpw",
+		`{"password": "hunter22"}`:                                             "hunter22",
+		"Authorization: Bearer abc.def.ghijklmnop":                             "abc.def.ghijklmnop",
+		"key AKIAABCDEFGHIJKLMNOP here":                                        "AKIAABCDEFGHIJKLMNOP",
 		"-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----": "MIIB",
-		"api_key=zzzzzzzz":                                                      "zzzzzzzz",
+		"api_key=zzzzzzzz":                                                     "zzzzzzzz",
 	} {
 		if out := Redact(in); strings.Contains(out, bad) || !strings.Contains(out, "[REDACTED]") {
 			t.Errorf("Redact(%q) = %q", in, out)

@@ -92,7 +92,7 @@ type Executor struct {
 	// commentMu serializes the comment updates of one PR (a late
 	// "deploying" update renders the row as it is by then).
 	commentMu sync.Map // state.Key → *sync.Mutex
-	errs []error
+	errs      []error
 }
 
 type flight struct {

@@ -17,7 +17,9 @@ const (
 	shaB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 )
 
-func nsFor(repo string, n int) string { return fmt.Sprintf("pr-%s-%d", repo[strings.Index(repo, "/")+1:], n) }
+func nsFor(repo string, n int) string {
+	return fmt.Sprintf("pr-%s-%d", repo[strings.Index(repo, "/")+1:], n)
+}
 
 func opts() Options {
 	return Options{Now: now, MaxAttempts: 3, DeployTimeout: 3 * time.Minute, NamespaceFor: nsFor,

@@ -70,7 +70,9 @@ func TestLeastPrivilege(t *testing.T) {
 	if _, err := c.Client.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.Client.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = c.Client.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 
 	exp := int64(3600)
 	tr, err := c.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa.Name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
@@ -261,7 +263,7 @@ func newEnv(t *testing.T, image, kubeconfig string) (*e2e.Env, *wire.Daemon, err
 	text := string(raw)
 	for old, repl := range map[string]string{
 		fmt.Sprintf("kubeconfig: %q", e.Kube.Kubeconfig): fmt.Sprintf("kubeconfig: %q", kubeconfig),
-		"deploy_timeout: 60s":                             "deploy_timeout: 15s\nmax_attempts: 1",
+		"deploy_timeout: 60s":                            "deploy_timeout: 15s\nmax_attempts: 1",
 	} {
 		if !strings.Contains(text, old) {
 			t.Fatalf("e2e config lacks %q:\n%s", old, text)

@@ -306,19 +306,19 @@ func (e *Executor) withSlot(ctx context.Context, fn func() error) error {
 
 // values builds the Helm values of a preview: chart defaults previewd sets,
 // then the repository's values, then what previewd owns (image, host, PR).
-func (e *Executor) values(spec RepoSpec, a Action) (map[string]any, string, error) {
+func (e *Executor) values(spec RepoSpec, a Action) (map[string]any, error) {
 	data := config.TemplateData{Namespace: a.Namespace, PR: config.PRData{Number: a.Number, SHA: a.SHA}}
 	if a.PR != nil {
 		data.PR.Branch, data.PR.Title = a.PR.Branch, a.PR.Title
 	}
 	host, err := config.Render(spec.Host, data)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	data.Host = host
 	repoValues, err := config.RenderValues(spec.Values, data)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	v := map[string]any{
 		"replicaCount": 1,
@@ -335,7 +335,7 @@ func (e *Executor) values(spec RepoSpec, a Action) (map[string]any, string, erro
 		"environment": "preview",
 		"pullRequest": map[string]any{"number": a.Number, "branch": data.PR.Branch},
 	})
-	return v, host, nil
+	return v, nil
 }
 
 func merge(dst, src map[string]any) {
@@ -364,16 +364,13 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 	if a.PR != nil {
 		branch, title = a.PR.Branch, a.PR.Title
 	}
-	if _, err := e.st.Observe(ctx, key, a.Namespace, branch, title, a.SHA, e.o.Now()); err != nil {
+	row, err := e.st.Observe(ctx, key, a.Namespace, branch, title, a.SHA, e.o.Now())
+	if err != nil {
 		return err
 	}
-	values, _, err := e.values(spec, a)
+	values, err := e.values(spec, a)
 	if err != nil {
 		return e.finishHard(ctx, key, a.SHA, fmt.Errorf("rendering values: %w", err))
-	}
-	row, _, err := e.st.Get(ctx, key)
-	if err != nil {
-		return err
 	}
 	if row.Status == state.StatusReady && row.DeployedSHA == a.SHA && row.ReadyAt.After(a.PlannedAt) && !a.PlannedAt.IsZero() {
 		log.Debug("already ready since the plan was made; nothing to do")
@@ -564,7 +561,7 @@ func (e *Executor) delete(ctx context.Context, log *slog.Logger, a Action) error
 	if err := e.st.MarkDeleted(ctx, key, e.o.Now()); err != nil {
 		return err
 	}
-	return e.commentDeleted(ctx, key)
+	return e.comment(ctx, key)
 }
 
 func (e *Executor) forget(ctx context.Context, log *slog.Logger, a Action) error {
@@ -577,12 +574,6 @@ func (e *Executor) forget(ctx context.Context, log *slog.Logger, a Action) error
 		return err
 	}
 	log.Info("preview forgotten: namespace already gone", "reason", a.Reason)
-	return e.commentDeleted(ctx, key)
-}
-
-// commentDeleted updates the comment of a deleted preview (List no longer
-// returns deleted rows, so the plan cannot repair it later).
-func (e *Executor) commentDeleted(ctx context.Context, key state.Key) error {
 	return e.comment(ctx, key)
 }
 

@@ -43,11 +43,9 @@ type Loop struct {
 	o   LoopOptions
 	log *slog.Logger
 
-	mu       sync.Mutex
-	cycling  sync.Mutex
-	lastOK   time.Time
-	lastErr  error
-	hadCycle bool
+	mu      sync.Mutex
+	cycling sync.Mutex
+	lastOK  time.Time
 }
 
 // NewLoop wires a loop; ex may be nil for a loop that only plans.
@@ -181,8 +179,6 @@ func (l *Loop) Cycle(ctx context.Context) (Result, error) {
 	end := l.o.Now()
 	l.o.Metrics.cycle(start, end, err, obs.Previews, res.Actions)
 	l.mu.Lock()
-	l.hadCycle = true
-	l.lastErr = err
 	if err == nil {
 		l.lastOK = end
 	}

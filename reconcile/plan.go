@@ -198,7 +198,6 @@ func Plan(obs Observation, opts Options) Result {
 		res.Skipped = append(res.Skipped, Skip{Reason: fmt.Sprintf("cluster not observed (%v): no cluster action planned", obs.Cluster.Err)})
 	}
 	add := func(a Action) { res.Actions = append(res.Actions, a) }
-	handled := map[state.Key]bool{}
 
 	for _, ro := range obs.Repos {
 		policy := opts.Policies[ro.Repo]
@@ -207,7 +206,6 @@ func Plan(obs Observation, opts Options) Result {
 		}
 		for _, pr := range ro.Open {
 			k := state.Key{Repo: ro.Repo, Number: pr.Number}
-			handled[k] = true
 			row, hasRow := rows[k]
 			ns := opts.NamespaceFor(ro.Repo, pr.Number)
 			if why := filtered(pr, policy); why != "" {
@@ -276,7 +274,6 @@ func Plan(obs Observation, opts Options) Result {
 		}
 		for _, c := range ro.Closed {
 			k := state.Key{Repo: ro.Repo, Number: c.Number}
-			handled[k] = true
 			row, hasRow := rows[k]
 			ns := opts.NamespaceFor(ro.Repo, c.Number)
 			if hasRow && row.Namespace != "" {
@@ -301,7 +298,6 @@ func Plan(obs Observation, opts Options) Result {
 			}
 		}
 		for _, n := range ro.Unconfirmed {
-			handled[state.Key{Repo: ro.Repo, Number: n}] = true
 			res.Skipped = append(res.Skipped, Skip{Repo: ro.Repo, Number: n, Reason: "missing from the open list but not confirmed closed: kept"})
 		}
 	}
@@ -323,7 +319,6 @@ func Plan(obs Observation, opts Options) Result {
 			}
 		}
 	}
-	_ = handled
 	for i := range res.Actions {
 		res.Actions[i].PlannedAt = opts.Now
 	}

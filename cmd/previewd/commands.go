@@ -151,6 +151,8 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	fs.SetOutput(stderr)
 	var c common
 	c.register(fs)
+	// plan's own output goes to stdout; logs default to warnings only.
+	_ = fs.Set("log-level", "warn")
 	output := fs.String("output", "text", "text or json")
 	verbose := fs.Bool("v", false, "also list the PRs left alone and why")
 	if err := fs.Parse(args); err != nil {
@@ -159,7 +161,6 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	if *output != "text" && *output != "json" {
 		return fail(stderr, fmt.Errorf("--output must be text or json, got %q", *output))
 	}
-	c.logLevel = "warn"
 	cfg, log, err := c.load(stderr, getenv)
 	if err != nil {
 		return fail(stderr, err)

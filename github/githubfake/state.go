@@ -405,46 +405,34 @@ func (s *Server) PushBranch(repo, branch, sha string) {
 	}
 }
 
-// SetLabels replaces the labels of a pull request.
-func (s *Server) SetLabels(repo string, number int, labels ...string) error {
+// editPull changes a pull request as a user would: the change moves its
+// updated_at and the repository's Last-Modified, like GitHub's.
+func (s *Server) editPull(repo string, number int, edit func(p *pull)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, p, err := s.pullNamed(repo, number)
 	if err != nil {
 		return err
 	}
-	p.labels = dedupe(labels)
+	edit(p)
 	p.updatedAt = later(p.updatedAt, s.clock())
 	s.touch(r)
 	return nil
+}
+
+// SetLabels replaces the labels of a pull request.
+func (s *Server) SetLabels(repo string, number int, labels ...string) error {
+	return s.editPull(repo, number, func(p *pull) { p.labels = dedupe(labels) })
 }
 
 // SetDraft marks a pull request as draft or ready for review.
 func (s *Server) SetDraft(repo string, number int, draft bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, p, err := s.pullNamed(repo, number)
-	if err != nil {
-		return err
-	}
-	p.draft = draft
-	p.updatedAt = later(p.updatedAt, s.clock())
-	s.touch(r)
-	return nil
+	return s.editPull(repo, number, func(p *pull) { p.draft = draft })
 }
 
 // SetTitle changes the title of a pull request.
 func (s *Server) SetTitle(repo string, number int, title string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, p, err := s.pullNamed(repo, number)
-	if err != nil {
-		return err
-	}
-	p.title = title
-	p.updatedAt = later(p.updatedAt, s.clock())
-	s.touch(r)
-	return nil
+	return s.editPull(repo, number, func(p *pull) { p.title = title })
 }
 
 // ClosePR closes a pull request without merging it; closing a closed one is a

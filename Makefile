@@ -57,11 +57,18 @@ cluster-down: ## stop the control plane started by cluster-up
 	@$(BIN)/testbed down --dir .testbed || true
 
 BENCH_REPOS ?= 100
-BENCH_PRS ?= 2
-bench: kube-bins ## Go benchmarks of the pure parts, then the idle-cost scenario (control plane + PostgreSQL); see BENCHMARKS.md
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./reconcile/ ./kube/
-	PREVIEWD_BENCH=1 PREVIEWD_BENCH_REPOS=$(BENCH_REPOS) PREVIEWD_BENCH_PRS=$(BENCH_PRS) \
-	  $(GO) test -v -count=1 -timeout 60m -run TestIdleCost ./bench/
+BENCH_PRS ?= 10
+BENCH_OUT := $(BIN)/bench
+bench: kube-bins build ## Go benchmarks, then every scenario of BENCHMARKS.md on the real parts (~40 min), then the regression report
+	@mkdir -p $(BENCH_OUT)
+	@git show HEAD:bench/results.json > $(BENCH_OUT)/baseline.json 2>/dev/null || cp bench/results.json $(BENCH_OUT)/baseline.json
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count 5 ./reconcile/ ./kube/ | tee $(BENCH_OUT)/gobench.txt
+	$(GO) run ./bench/regress gobench -results bench/results.json < $(BENCH_OUT)/gobench.txt
+	set -o pipefail; PREVIEWD_BENCH=1 PREVIEWD_BENCH_REPOS=$(BENCH_REPOS) PREVIEWD_BENCH_PRS=$(BENCH_PRS) \
+	  PREVIEWD_BENCH_BINARY=$(BIN)/previewd \
+	  $(GO) test -v -count=1 -timeout 120m -run 'TestBurst|TestScale' ./bench/ 2>&1 | tee $(BENCH_OUT)/scenarios.txt
+	@grep -E '^(BURST|CLEANUP|IDLE COST|HOURLY BUDGET|HEAP|MEMORY|DETECTION LATENCY)' $(BENCH_OUT)/scenarios.txt
+	$(GO) run ./bench/regress compare -baseline $(BENCH_OUT)/baseline.json -current bench/results.json
 
 clean:
 	rm -rf $(BIN)

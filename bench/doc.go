@@ -22,6 +22,20 @@ import (
 
 var resultsMu sync.Mutex
 
+// Figure is one headline number of a scenario: the regression check
+// (bench/regress) compares each against the committed results.json.
+type Figure struct {
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`
+	// Better is "lower" or "higher".
+	Better string `json:"better"`
+}
+
+const (
+	lower  = "lower"
+	higher = "higher"
+)
+
 // WriteResult stores one scenario's figures under key in path (a JSON object
 // of scenarios), keeping the other scenarios' entries.
 func WriteResult(path, key string, v any) error {

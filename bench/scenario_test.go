@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -75,6 +76,41 @@ type world struct {
 	perRepo  int
 	log      *slog.Logger
 	instance string
+	parallel int
+}
+
+// openPR opens PR number n (0-based, per repository) of repo in the fake.
+func (w *world) openPR(repo string, n int) int {
+	return w.gh.OpenPR(repo, githubfake.PR{Title: fmt.Sprintf("change %d", n), Branch: fmt.Sprintf("feature-%d", n),
+		SHA: e2e.SHA(fmt.Sprint(repo, n, "v1")), Author: "octocat"})
+}
+
+// writeConfig writes the daemon's configuration with the given poll
+// interval: every repository with the preview-app chart.
+func (w *world) writeConfig(interval string) {
+	w.t.Helper()
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, `interval: %s
+resync_interval: 1h
+listen: "127.0.0.1:0"
+database_url: %q
+instance: %s
+github:
+  api_url: %q
+  token_env: BENCH_GH_TOKEN
+kubernetes:
+  kubeconfig: %q
+deploy_timeout: 180s
+max_parallel_deploys: %d
+repositories:
+`, interval, w.dbURL, w.instance, w.gh.APIURL(), w.kube.Kubeconfig, w.parallel)
+	chart := filepath.Join(e2e.RepoRoot(), "charts", "preview-app")
+	for _, repo := range w.repos {
+		fmt.Fprintf(&cfg, "  - name: %s\n    chart: %q\n    image: registry.example.com/bench/app\n    host: \"{{ .Namespace }}.preview.test\"\n", repo, chart)
+	}
+	if err := os.WriteFile(w.cfgPath, []byte(cfg.String()), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
 }
 
 func newWorld(t *testing.T, repos, perRepo, parallel int) *world {
@@ -90,36 +126,17 @@ func newWorld(t *testing.T, repos, perRepo, parallel int) *world {
 	w.gh.AddTokenAs(w.token, e2e.BotLogin, 10_000_000)
 	w.dbURL = pgtest.URL(t)
 	w.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, `interval: 30s
-resync_interval: 1h
-listen: "127.0.0.1:0"
-database_url: %q
-instance: %s
-github:
-  api_url: %q
-  token_env: BENCH_GH_TOKEN
-kubernetes:
-  kubeconfig: %q
-deploy_timeout: 180s
-max_parallel_deploys: %d
-repositories:
-`, w.dbURL, w.instance, w.gh.APIURL(), c.Kubeconfig, parallel)
-	chart := filepath.Join(e2e.RepoRoot(), "charts", "preview-app")
 	for r := 0; r < repos; r++ {
 		repo := fmt.Sprintf("bench/s%s-%03d", w.id, r)
 		w.repos = append(w.repos, repo)
 		w.gh.AddRepo(repo)
 		for n := 0; n < perRepo; n++ {
-			w.gh.OpenPR(repo, githubfake.PR{Title: fmt.Sprintf("change %d", n), Branch: fmt.Sprintf("feature-%d", n),
-				SHA: e2e.SHA(fmt.Sprint(repo, n, "v1")), Author: "octocat"})
+			w.openPR(repo, n)
 		}
-		fmt.Fprintf(&cfg, "  - name: %s\n    chart: %q\n    image: registry.example.com/bench/app\n    host: \"{{ .Namespace }}.preview.test\"\n", repo, chart)
 	}
+	w.parallel = parallel
 	w.cfgPath = filepath.Join(t.TempDir(), "previewd.yaml")
-	if err := os.WriteFile(w.cfgPath, []byte(cfg.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	w.writeConfig("30s")
 	addNodes(t, c, repos*perRepo)
 	if os.Getenv(testbed.EnvKubeconfig) != "" {
 		// A long-lived control plane: remove this run's namespaces (without
@@ -255,6 +272,8 @@ func countStatus(t *testing.T, d *wire.Daemon) map[state.Status]int {
 }
 
 type idleResult struct {
+	Scale           string               `json:"scale"`
+	Headline        map[string]Figure    `json:"headline"`
 	Repos           int                  `json:"repos"`
 	PRsPerRepo      int                  `json:"prs_per_repo"`
 	OpenPRs         int                  `json:"open_prs"`
@@ -297,17 +316,19 @@ type budgetResult struct {
 	Note                string  `json:"note"`
 }
 
-// TestIdleCost deploys repos × PRs previews through a real daemon, then
-// measures idle cycles, a restart, a full resync and one push, and derives the
-// hourly budget (scenarios 2, 3 and 4 of BENCHMARKS.md).
-func TestIdleCost(t *testing.T) {
+// TestScale deploys repos × PRs previews through a daemon built by
+// wire.Build in this process, then measures idle cycles, a restart, a full
+// resync and one push, and derives the hourly budget (scenarios 1 and 2);
+// then runs the real binary on the same world for its memory in steady
+// state (scenario 6) and the detection latency of pushes (scenario 3).
+func TestScale(t *testing.T) {
 	gate(t)
 	repos := envInt("PREVIEWD_BENCH_REPOS", 20)
 	perRepo := envInt("PREVIEWD_BENCH_PRS", 5)
 	idleN := envInt("PREVIEWD_BENCH_IDLE_CYCLES", 20)
 	parallel := envInt("PREVIEWD_BENCH_PARALLEL", 8)
 	w := newWorld(t, repos, perRepo, parallel)
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Minute)
 	defer cancel()
 	r := idleResult{Repos: repos, PRsPerRepo: perRepo, OpenPRs: repos * perRepo, MaxParallel: parallel, GOMAXPROCS: runtime.GOMAXPROCS(0)}
 
@@ -390,9 +411,20 @@ func TestIdleCost(t *testing.T) {
 	t.Logf("one push: %d cycles, requests %d, charged %d (mutations %d), wall %.1f ms", len(r.PushCycles), r.Push.Requests, r.Push.Charged, r.Push.Mutations, r.Push.WallMS)
 
 	r.Budget = budget(r)
+	r.Scale = fmt.Sprintf("%d repositories × %d PRs", repos, perRepo)
+	r.Headline = map[string]Figure{
+		"idle.charged_per_cycle_max":       {float64(r.IdleChargedMax), "requests", lower},
+		"idle.requests_per_cycle_avg":      {r.IdleRequestsAvg, "requests", lower},
+		"idle.cycle_wall_ms_p50":           {r.IdleWallMSP50, "ms", lower},
+		"idle.cycle_cpu_ms_avg_in_process": {r.IdleCPUMSAvg, "ms", lower},
+		"idle.restart_first_cycle_charged": {float64(r.Restart.Charged), "requests", lower},
+		"idle.initial_deploy_seconds":      {r.DeploySeconds, "s", lower},
+		"idle.push_charged":                {float64(r.Push.Charged), "requests", lower},
+	}
 	if err := WriteResult(resultsFile, "idle_cost", r); err != nil {
 		t.Error(err)
 	}
+	d2.Close()
 	b := r.Budget
 	fmt.Printf("\nHEAP: in use %.1f MiB (alloc %.1f MiB, %d objects) after %d idle cycles with %d previews; profile %s\n",
 		r.HeapInuseMiB, r.HeapAllocMiB, r.HeapObjects, idleN, r.OpenPRs, r.HeapProfile)
@@ -403,6 +435,158 @@ func TestIdleCost(t *testing.T) {
 		fmtInterval(b.PushMinIntervalS), b.CycleWallS, b.SecondaryMinS)
 	fmt.Printf("IDLE COST (%d repos × %d PRs): charged per idle cycle max %d (goal 0), requests avg %.1f, wall p50 %.1f ms, cpu avg %.1f ms; after restart: charged %d (goal 0)\n",
 		repos, perRepo, r.IdleChargedMax, r.IdleRequestsAvg, r.IdleWallMSP50, r.IdleCPUMSAvg, r.Restart.Charged)
+
+	// The real binary on the same world: memory at rest, then pushes.
+	interval := 30 * time.Second
+	if v, err := time.ParseDuration(os.Getenv("PREVIEWD_BENCH_INTERVAL")); err == nil && v >= time.Second {
+		interval = v
+	}
+	w.writeConfig(interval.String())
+	p := w.startDaemon(ctx)
+	mem := steadyMemory(t, ctx, p, r.Scale, envInt("PREVIEWD_BENCH_MEMORY_CYCLES", 3))
+	if err := WriteResult(resultsFile, "memory", mem); err != nil {
+		t.Error(err)
+	}
+	fmt.Printf("MEMORY (%s, real binary, %d idle cycles at %s): RSS avg %.1f MiB, max %.1f MiB, peak (VmHWM) %.1f MiB; Go heap in use %.1f MiB; CPU %.0f ms per idle cycle (daemon alone), cycle %.0f ms\n",
+		mem.Scale, mem.Cycles, interval, mem.Usage.RSSAvgMiB, mem.Usage.RSSMaxMiB, mem.Usage.PeakRSSMiB, mem.HeapInuseMiB, mem.CPUMSPerCycle, mem.CycleMSAvg)
+	lat := detectionLatency(t, ctx, w, p, interval, envInt("PREVIEWD_BENCH_PUSHES", 24))
+	lat.Scale = r.Scale
+	if err := WriteResult(resultsFile, "detection_latency", lat); err != nil {
+		t.Error(err)
+	}
+	fmt.Printf("DETECTION LATENCY (%d pushes, interval %s, %s): seen p50 %.1f s p95 %.1f s; deploy start p50 %.1f s p95 %.1f s; Ready p50 %.1f s p95 %.1f s (max %.1f s)\n",
+		lat.Pushes, interval, lat.Scale, lat.SeenP50S, lat.SeenP95S, lat.StartP50S, lat.StartP95S, lat.ReadyP50S, lat.ReadyP95S, lat.ReadyMaxS)
+}
+
+type memoryResult struct {
+	Scale         string            `json:"scale"`
+	Cycles        int               `json:"idle_cycles"`
+	Usage         usage             `json:"daemon"`
+	CPUMSPerCycle float64           `json:"cpu_ms_per_idle_cycle"`
+	CycleMSAvg    float64           `json:"reconcile_ms_avg"`
+	HeapInuseMiB  float64           `json:"go_heap_inuse_mib"`
+	Goroutines    float64           `json:"goroutines"`
+	HeapProfile   string            `json:"heap_profile"`
+	HeapTop       []string          `json:"heap_top"`
+	Headline      map[string]Figure `json:"headline"`
+}
+
+// steadyMemory samples the running daemon over n idle cycles (after the
+// first, which startDaemon waited for) and takes its heap profile.
+func steadyMemory(t *testing.T, ctx context.Context, p *daemonProc, scale string, n int) memoryResult {
+	t.Helper()
+	res := memoryResult{Scale: scale, Cycles: n}
+	cycles := func(m map[string]float64) float64 { return sumSeries(m, "previewd_reconcile_cycles_total") }
+	m0 := p.metrics()
+	smp := p.startSampler(time.Second)
+	for cycles(p.metrics()) < cycles(m0)+float64(n) {
+		if ctx.Err() != nil {
+			t.Fatalf("daemon ran %v of %d cycles", cycles(p.metrics())-cycles(m0), n)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	m1 := p.metrics()
+	res.Usage = summarize(smp.stop())
+	done := cycles(m1) - cycles(m0)
+	res.CPUMSPerCycle = round1(res.Usage.CPUSeconds * 1000 / done)
+	dur := sumSeries(m1, "previewd_reconcile_duration_seconds_sum") - sumSeries(m0, "previewd_reconcile_duration_seconds_sum")
+	res.CycleMSAvg = round1(dur * 1000 / done)
+	res.HeapInuseMiB = round2(sumSeries(m1, "go_memstats_heap_inuse_bytes") / (1 << 20))
+	res.Goroutines = sumSeries(m1, "go_goroutines")
+	if v := sumSeries(m1, `previewd_reconcile_cycles_total`, `result="error"`) - sumSeries(m0, `previewd_reconcile_cycles_total`, `result="error"`); v > 0 {
+		t.Errorf("%v idle cycles failed:\n%s", v, tail(p.logs.String(), 20))
+	}
+	res.HeapProfile = filepath.Join(os.TempDir(), "previewd-bench-daemon-heap.pprof")
+	top, err := p.heapProfile(res.HeapProfile, 12)
+	if err != nil {
+		t.Error(err)
+	}
+	res.HeapTop = top
+	res.Headline = map[string]Figure{
+		"memory.rss_avg_mib":           {res.Usage.RSSAvgMiB, "MiB", lower},
+		"memory.peak_rss_mib":          {res.Usage.PeakRSSMiB, "MiB", lower},
+		"memory.go_heap_inuse_mib":     {res.HeapInuseMiB, "MiB", lower},
+		"memory.cpu_ms_per_idle_cycle": {res.CPUMSPerCycle, "ms", lower},
+	}
+	return res
+}
+
+type latencyResult struct {
+	Scale     string            `json:"scale"`
+	Pushes    int               `json:"pushes"`
+	IntervalS float64           `json:"interval_seconds"`
+	SeenS     []float64         `json:"seen_seconds"`
+	StartS    []float64         `json:"deploy_start_seconds"`
+	ReadyS    []float64         `json:"ready_seconds"`
+	SeenP50S  float64           `json:"seen_p50_seconds"`
+	SeenP95S  float64           `json:"seen_p95_seconds"`
+	StartP50S float64           `json:"deploy_start_p50_seconds"`
+	StartP95S float64           `json:"deploy_start_p95_seconds"`
+	ReadyP50S float64           `json:"ready_p50_seconds"`
+	ReadyP95S float64           `json:"ready_p95_seconds"`
+	ReadyMaxS float64           `json:"ready_max_seconds"`
+	Headline  map[string]Figure `json:"headline"`
+}
+
+// detectionLatency pushes a new SHA to n PRs (each in its own repository
+// where possible) at random moments 5–15 s apart, so that the pushes fall
+// at every phase of the poll interval, and measures from each push to the
+// daemon seeing the SHA, starting its deploy, and Ready (the row's
+// timestamps, which the daemon records).
+func detectionLatency(t *testing.T, ctx context.Context, w *world, p *daemonProc, interval time.Duration, n int) latencyResult {
+	t.Helper()
+	res := latencyResult{Pushes: n, IntervalS: interval.Seconds()}
+	st, err := state.Open(ctx, w.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	type push struct {
+		key state.Key
+		sha string
+		at  time.Time
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var pushes []push
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			time.Sleep(5*time.Second + time.Duration(rng.Int64N(int64(10*time.Second))))
+		}
+		repo := w.repos[(i*7)%len(w.repos)]
+		num := 1 + (i/len(w.repos))%w.perRepo
+		sha := e2e.SHA(fmt.Sprint("latency", i, w.id))
+		if err := w.gh.Push(repo, num, sha); err != nil {
+			t.Fatal(err)
+		}
+		pushes = append(pushes, push{state.Key{Repo: repo, Number: num}, sha, time.Now()})
+	}
+	for _, x := range pushes {
+		for {
+			row, ok, err := st.Get(ctx, x.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok && row.Status == state.StatusReady && row.DeployedSHA == x.sha {
+				res.SeenS = append(res.SeenS, round2(row.SHAFirstSeenAt.Sub(x.at).Seconds()))
+				res.StartS = append(res.StartS, round2(row.DeployStartedAt.Sub(x.at).Seconds()))
+				res.ReadyS = append(res.ReadyS, round2(row.ReadyAt.Sub(x.at).Seconds()))
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s never Ready at %s: %+v\n%s", x.key, x.sha[:7], row, tail(p.logs.String(), 20))
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	res.SeenP50S, res.SeenP95S = round1(percentile(res.SeenS, .5)), round1(percentile(res.SeenS, .95))
+	res.StartP50S, res.StartP95S = round1(percentile(res.StartS, .5)), round1(percentile(res.StartS, .95))
+	res.ReadyP50S, res.ReadyP95S, res.ReadyMaxS = round1(percentile(res.ReadyS, .5)), round1(percentile(res.ReadyS, .95)), round1(percentile(res.ReadyS, 1))
+	res.Headline = map[string]Figure{
+		"latency.ready_p50_seconds": {res.ReadyP50S, "s", lower},
+		"latency.ready_p95_seconds": {res.ReadyP95S, "s", lower},
+		"latency.start_p95_seconds": {res.StartP95S, "s", lower},
+	}
+	return res
 }
 
 // budget extrapolates the measured per-repository costs to 100 repositories

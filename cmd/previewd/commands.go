@@ -67,6 +67,7 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer, getenv func
 	c.register(fs)
 	once := fs.Bool("once", false, "run one cycle, wait for its actions, and exit (non-zero if it failed)")
 	listen := fs.String("listen", "", "override the config's listen address")
+	profiling := fs.Bool("pprof", false, "also serve Go runtime profiles (heap, CPU, goroutines) at /debug/pprof/ on the listen address")
 	leaderWait := fs.Duration("leader-wait", time.Minute, "with --once: how long to wait for another running previewd of this instance to give up the leader lock")
 	if err := fs.Parse(args); err != nil {
 		return 1
@@ -83,6 +84,7 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer, getenv func
 		return fail(stderr, err)
 	}
 	defer d.Close()
+	d.Profiling = *profiling
 	log.Info("previewd starting", "version", version.String(), "repositories", len(cfg.Repositories),
 		"interval", cfg.Interval.String(), "instance", cfg.Instance)
 	if *once {

@@ -26,7 +26,8 @@ func main() {
 const usage = `usage: previewd <command> [flags]
 
 commands:
-  run      --config FILE [--once]           run the daemon (--once: one cycle, then exit)
+  run      --config FILE [--once] [--pprof]  run the daemon (--once: one cycle, then exit;
+                                            --pprof: Go profiles at /debug/pprof/)
   plan     --config FILE [--output json]    print what the next cycle would do; changes nothing
                                             exit 0: nothing to do, 2: changes planned, 1: error
   migrate  --config FILE                    apply database migrations

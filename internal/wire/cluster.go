@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,7 +23,19 @@ type Cluster struct {
 	Client     kubernetes.Interface
 	Namespaces *kube.Namespaces
 	Releases   *kube.Releases
-	Redact     func(string) string
+	// Records, if set, lets Observe re-read (and decode) a namespace's
+	// release only when its Helm records changed since the last cycle;
+	// without it every release is read every cycle.
+	Records *kube.RecordIndex
+	Redact  func(string) string
+
+	mu   sync.Mutex
+	seen map[string]seenRelease // namespace → release read at records signature
+}
+
+type seenRelease struct {
+	sig string
+	rel reconcile.Release
 }
 
 var _ reconcile.Cluster = (*Cluster)(nil)
@@ -37,17 +50,46 @@ func (c *Cluster) Observe(ctx context.Context, wanted []string) (reconcile.Clust
 	if err != nil {
 		return obs, err
 	}
+	// Listed after the namespaces and before any release is read: a
+	// record that changes after this list has a newer signature next cycle,
+	// so a release read now is never kept past its change.
+	var sigs map[string]string
+	if c.Records != nil {
+		if sigs, err = c.Records.Versions(ctx, c.release("")); err != nil {
+			return obs, err
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := make(map[string]seenRelease, len(owned))
 	for _, ns := range owned {
 		obs.Owned[ns.Name] = reconcile.Namespace{Name: ns.Name, Repo: ns.Repo, Number: ns.Number, Terminating: ns.Terminating}
 		if ns.Terminating {
 			continue
 		}
+		if sigs != nil {
+			sig, ok := sigs[ns.Name]
+			if !ok {
+				obs.Releases[ns.Name] = reconcile.Release{} // no record: no release
+				continue
+			}
+			if prev, ok := c.seen[ns.Name]; ok && prev.sig == sig {
+				obs.Releases[ns.Name] = prev.rel
+				seen[ns.Name] = prev
+				continue
+			}
+		}
 		rel, err := c.Releases.Get(ctx, ns.Name, c.release(ns.Repo))
 		if err != nil {
 			return obs, fmt.Errorf("reading release in %s: %w", ns.Name, err)
 		}
-		obs.Releases[ns.Name] = reconcile.Release{Exists: rel.Exists, Status: rel.Status, SHA: imageTag(rel.Values), Updated: rel.Updated}
+		r := reconcile.Release{Exists: rel.Exists, Status: rel.Status, SHA: imageTag(rel.Values), Updated: rel.Updated}
+		obs.Releases[ns.Name] = r
+		if sigs != nil {
+			seen[ns.Name] = seenRelease{sig: sigs[ns.Name], rel: r}
+		}
 	}
+	c.seen = seen
 	for _, name := range wanted {
 		if _, ok := obs.Owned[name]; ok {
 			continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,9 @@ type Daemon struct {
 	Registry *prometheus.Registry
 	Kube     kubernetes.Interface
 	Log      *slog.Logger
+	// Profiling serves Go's runtime profiles at /debug/pprof/ (run
+	// --pprof); off by default.
+	Profiling bool
 }
 
 // RESTConfig loads the cluster configuration: the configured kubeconfig,
@@ -138,6 +142,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		Client:     kc,
 		Namespaces: &kube.Namespaces{Client: kc, Instance: cfg.Instance, Log: log},
 		Releases:   &kube.Releases{RESTConfig: restCfg, Log: log},
+		Records:    &kube.RecordIndex{RESTConfig: restCfg},
 		Redact:     redact,
 	}
 	specs := map[string]reconcile.RepoSpec{}
@@ -189,6 +194,13 @@ func (d *Daemon) Handler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	if d.Profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

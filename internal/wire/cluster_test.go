@@ -1,0 +1,108 @@
+package wire_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/previewd/previewd/internal/e2e"
+	"github.com/previewd/previewd/internal/wire"
+	"github.com/previewd/previewd/kube"
+)
+
+// secretReads counts the requests to each namespace's Secrets (where Helm
+// keeps its release records).
+type secretReads struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (s *secretReads) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if parts := strings.Split(r.URL.Path, "/"); len(parts) > 5 && parts[3] == "namespaces" && parts[5] == "secrets" {
+			s.mu.Lock()
+			s.n[parts[4]]++
+			s.mu.Unlock()
+		}
+		return rt.RoundTrip(r)
+	})
+}
+
+func (s *secretReads) take() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.n
+	s.n = map[string]int{}
+	return out
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestObserveReadsChangedReleasesOnly: a cycle reads (and decodes) a
+// preview's Helm release only when its records changed since the last
+// cycle; what it reports is the same as a full read.
+func TestObserveReadsChangedReleasesOnly(t *testing.T) {
+	e := e2e.New(t, "")
+	d := e.Daemon(false)
+	n1 := e.Open("One", "one", e2e.SHA("o1"))
+	n2 := e.Open("Two", "two", e2e.SHA("o2"))
+	e.MustRunOnce(d)
+	ctx := context.Background()
+
+	reads := &secretReads{n: map[string]int{}}
+	counted := rest.CopyConfig(e.Kube.RESTConfig)
+	counted.Wrap(reads.wrap)
+	cl := &wire.Cluster{Client: e.Kube.Client, Namespaces: &kube.Namespaces{Client: e.Kube.Client, Instance: d.Config.Instance},
+		Releases: &kube.Releases{RESTConfig: counted}, Records: &kube.RecordIndex{RESTConfig: e.Kube.RESTConfig}}
+	full := &wire.Cluster{Client: e.Kube.Client, Namespaces: cl.Namespaces, Releases: &kube.Releases{RESTConfig: e.Kube.RESTConfig}}
+
+	first, err := cl.Observe(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := reads.take(); r[e.NS(n1)] == 0 || r[e.NS(n2)] == 0 {
+		t.Fatalf("first observation did not read both releases: %v", r)
+	}
+	second, err := cl.Observe(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := reads.take(); len(r) != 0 {
+		t.Errorf("unchanged releases read again: %v", r)
+	}
+	want, err := full.Observe(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{n1, n2} {
+		ns := e.NS(n)
+		if !second.Releases[ns].Exists || second.Releases[ns] != first.Releases[ns] || second.Releases[ns] != want.Releases[ns] {
+			t.Errorf("%s: first %+v, second %+v, full read %+v", ns, first.Releases[ns], second.Releases[ns], want.Releases[ns])
+		}
+	}
+
+	// A push: the daemon upgrades n1; the next observation reads n1 only
+	// and reports the new SHA.
+	sha := e2e.SHA("o1-pushed")
+	if err := e.GH.Push(e.Repo, n1, sha); err != nil {
+		t.Fatal(err)
+	}
+	e.MustRunOnce(d)
+	third, err := cl.Observe(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := reads.take()
+	if r[e.NS(n1)] == 0 || r[e.NS(n2)] != 0 {
+		t.Errorf("after upgrading %s only: secret reads %v", e.NS(n1), r)
+	}
+	if got := third.Releases[e.NS(n1)]; got.SHA != sha || got.Status != "deployed" {
+		t.Errorf("after the push: %s release %+v, want SHA %s deployed", e.NS(n1), got, sha[:7])
+	}
+}

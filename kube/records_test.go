@@ -1,0 +1,59 @@
+package kube
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/previewd/previewd/internal/testbed"
+)
+
+// TestRecordIndexVersions: one metadata list tells which namespaces hold a
+// release and whether it changed: stable while nothing happens, new on an
+// upgrade, gone after an uninstall; a namespace without it is absent.
+func TestRecordIndexVersions(t *testing.T) {
+	c := testbed.Kube(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	withRel, without := testbed.Namespace(t, c), testbed.Namespace(t, c)
+	r := &Releases{RESTConfig: c.RESTConfig, Log: testLogger(t)}
+	x := &RecordIndex{RESTConfig: c.RESTConfig}
+	req := InstallRequest{Namespace: withRel, Name: "preview", ChartPath: chartPath, Values: appValues(imageRepo, testSHA, 7)}
+	if _, err := r.InstallOrUpgrade(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	v1, err := x.Versions(ctx, "preview")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1[withRel] == "" {
+		t.Fatalf("no records listed for %s: %v", withRel, v1)
+	}
+	if _, ok := v1[without]; ok {
+		t.Errorf("records listed for %s, which has no release", without)
+	}
+	if other, _ := x.Versions(ctx, "other"); other[withRel] != "" {
+		t.Errorf("release %q listed under another name", "preview")
+	}
+	again, err := x.Versions(ctx, "preview")
+	if err != nil || again[withRel] != v1[withRel] {
+		t.Errorf("signature moved with no change: %q → %q (%v)", v1[withRel], again[withRel], err)
+	}
+
+	req.Values = appValues(imageRepo, shortSHA, 7)
+	if _, err := r.InstallOrUpgrade(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	v2, err := x.Versions(ctx, "preview")
+	if err != nil || v2[withRel] == v1[withRel] {
+		t.Errorf("signature unchanged by an upgrade: %q (%v)", v2[withRel], err)
+	}
+
+	if err := r.Uninstall(ctx, withRel, "preview"); err != nil {
+		t.Fatal(err)
+	}
+	v3, err := x.Versions(ctx, "preview")
+	if err != nil || v3[withRel] != "" {
+		t.Errorf("records still listed after uninstall: %q (%v)", v3[withRel], err)
+	}
+}

@@ -176,6 +176,9 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 				}
 			}
 		}
+		if r.Ready == 0 {
+			t.Fatalf("burst at max_parallel_deploys %d: no preview Ready\n%s", par, tail(p.logs.String(), 30))
+		}
 		r.FirstDeployStartS = round1(first.Sub(opened).Seconds())
 		r.AllReadyS = round1(last.Sub(opened).Seconds())
 		r.DeployWindowS = round1(last.Sub(first).Seconds())
@@ -191,9 +194,13 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 				r.APIServerErrors += c
 			}
 		}
-		// Until every comment reports Ready for the PR's SHA.
+		// Until every Ready preview's comment says so.
+		ready := map[state.Key]bool{}
+		for _, row := range rows {
+			ready[row.Key()] = row.Status == state.StatusReady
+		}
 		for _, x := range prs {
-			for {
+			for ready[state.Key{Repo: x.repo, Number: x.n}] {
 				cs := w.gh.Comments(x.repo, x.n)
 				if len(cs) > 0 && strings.Contains(cs[len(cs)-1].Body, "Preview ready") {
 					break
@@ -228,17 +235,12 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 				}
 			}
 			if r.CleanupRowsS == 0 {
+				// List leaves out deleted rows.
 				rows, err := st.List(ctx)
 				if err != nil {
 					t.Fatal(err)
 				}
-				deleted := 0
-				for _, row := range rows {
-					if row.Status == state.StatusDeleted {
-						deleted++
-					}
-				}
-				if deleted == n {
+				if len(rows) == 0 {
 					r.CleanupRowsS = round1(time.Since(closed).Seconds())
 				}
 			}

@@ -22,8 +22,8 @@ import (
 )
 
 // The scenarios that measure the daemon's own memory and CPU run the real
-// binary (bin/previewd, or one built by TestMain) as a child process, so
-// that the GitHub fake and the harness are not in its figures.
+// binary ($PREVIEWD_BENCH_BINARY, or one built on first use) as a child
+// process, so that the GitHub fake and the harness are not in its figures.
 
 var (
 	buildOnce sync.Once
@@ -104,6 +104,8 @@ func (w *world) startDaemon(ctx context.Context) *daemonProc {
 		"--log-format", "text", "--log-level", "warn")
 	p.cmd.Env = append(os.Environ(), "BENCH_GH_TOKEN="+w.token)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	// Killed with the test binary (a -timeout panic skips cleanups).
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}
@@ -219,6 +221,11 @@ func (p *daemonProc) startSampler(period time.Duration) *sampler {
 			}
 			select {
 			case <-s.stopc:
+				if x, err := p.sample(); err == nil {
+					s.mu.Lock()
+					s.samples = append(s.samples, x)
+					s.mu.Unlock()
+				}
 				return
 			case <-tick.C:
 			}
@@ -227,6 +234,7 @@ func (p *daemonProc) startSampler(period time.Duration) *sampler {
 	return s
 }
 
+// stop takes a last sample and returns them all.
 func (s *sampler) stop() []procSample {
 	close(s.stopc)
 	<-s.donec

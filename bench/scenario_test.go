@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 		runtime.MemProfileRate = 16 << 10
 	}
 	code := m.Run()
+	if binPath != "" && os.Getenv("PREVIEWD_BENCH_BINARY") == "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
 	testbed.StopShared(code)
 	if err := pgtest.Shutdown(); err != nil {
 		fmt.Fprintln(os.Stderr, "pgtest:", err)
@@ -479,11 +482,15 @@ func steadyMemory(t *testing.T, ctx context.Context, p *daemonProc, scale string
 	cycles := func(m map[string]float64) float64 { return sumSeries(m, "previewd_reconcile_cycles_total") }
 	m0 := p.metrics()
 	smp := p.startSampler(time.Second)
+	// Scrapes are part of the daemon's CPU: one every 5 s.
 	for cycles(p.metrics()) < cycles(m0)+float64(n) {
-		if ctx.Err() != nil {
+		select {
+		case <-p.done:
+			t.Fatalf("previewd exited:\n%s", tail(p.logs.String(), 30))
+		case <-ctx.Done():
 			t.Fatalf("daemon ran %v of %d cycles", cycles(p.metrics())-cycles(m0), n)
+		case <-time.After(5 * time.Second):
 		}
-		time.Sleep(500 * time.Millisecond)
 	}
 	m1 := p.metrics()
 	res.Usage = summarize(smp.stop())
@@ -546,13 +553,18 @@ func detectionLatency(t *testing.T, ctx context.Context, w *world, p *daemonProc
 		sha string
 		at  time.Time
 	}
+	if n > len(w.repos)*w.perRepo {
+		t.Fatalf("%d pushes need as many PRs; the world has %d", n, len(w.repos)*w.perRepo)
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var pushes []push
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			time.Sleep(5*time.Second + time.Duration(rng.Int64N(int64(10*time.Second))))
 		}
-		repo := w.repos[(i*7)%len(w.repos)]
+		// Each push to its own PR, in its own repository while there are
+		// enough.
+		repo := w.repos[i%len(w.repos)]
 		num := 1 + (i/len(w.repos))%w.perRepo
 		sha := e2e.SHA(fmt.Sprint("latency", i, w.id))
 		if err := w.gh.Push(repo, num, sha); err != nil {

@@ -21,6 +21,8 @@ var secretsResource = schema.GroupVersionResource{Version: "v1", Resource: "secr
 // labels them owner=helm, name=<release>), across all namespaces.
 type RecordIndex struct {
 	RESTConfig *rest.Config
+	// PageSize is the list's page size; zero means 500.
+	PageSize int64
 
 	once sync.Once
 	meta metadata.Interface
@@ -44,7 +46,13 @@ func (x *RecordIndex) Versions(ctx context.Context, name string) (map[string]str
 		return nil, x.err
 	}
 	per := map[string][]string{}
-	opts := metav1.ListOptions{LabelSelector: "owner=helm,name=" + name, Limit: 500}
+	// A consistent read (no ResourceVersion "0" from the watch cache): the
+	// caller relies on a record written before this list being in it.
+	limit := x.PageSize
+	if limit <= 0 {
+		limit = 500
+	}
+	opts := metav1.ListOptions{LabelSelector: "owner=helm,name=" + name, Limit: limit}
 	for {
 		list, err := x.meta.Resource(secretsResource).List(ctx, opts)
 		if err != nil {

@@ -2,8 +2,11 @@ package kube
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/previewd/previewd/internal/testbed"
 )
@@ -32,8 +35,8 @@ func TestRecordIndexVersions(t *testing.T) {
 	if _, ok := v1[without]; ok {
 		t.Errorf("records listed for %s, which has no release", without)
 	}
-	if other, _ := x.Versions(ctx, "other"); other[withRel] != "" {
-		t.Errorf("release %q listed under another name", "preview")
+	if other, err := x.Versions(ctx, "other"); err != nil || other[withRel] != "" {
+		t.Errorf("release %q listed under another name (%v)", "preview", err)
 	}
 	again, err := x.Versions(ctx, "preview")
 	if err != nil || again[withRel] != v1[withRel] {
@@ -47,6 +50,25 @@ func TestRecordIndexVersions(t *testing.T) {
 	v2, err := x.Versions(ctx, "preview")
 	if err != nil || v2[withRel] == v1[withRel] {
 		t.Errorf("signature unchanged by an upgrade: %q (%v)", v2[withRel], err)
+	}
+	// Two records now, one per page: the same answer.
+	paged, err := (&RecordIndex{RESTConfig: c.RESTConfig, PageSize: 1}).Versions(ctx, "preview")
+	if err != nil || paged[withRel] != v2[withRel] || strings.Count(v2[withRel], ",") != 1 {
+		t.Errorf("one record per page: %q, one page: %q (%v)", paged[withRel], v2[withRel], err)
+	}
+	// A record changed in place (Helm updates pending-* to deployed this
+	// way): the signature moves although no record was added or removed.
+	secrets, err := c.Client.CoreV1().Secrets(withRel).List(ctx, metav1.ListOptions{LabelSelector: "owner=helm,name=preview"})
+	if err != nil || len(secrets.Items) == 0 {
+		t.Fatalf("release records: %v", err)
+	}
+	s := secrets.Items[0]
+	s.Annotations = map[string]string{"previewd.test/touched": "1"}
+	if _, err := c.Client.CoreV1().Secrets(withRel).Update(ctx, &s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := x.Versions(ctx, "preview"); err != nil || v[withRel] == v2[withRel] {
+		t.Errorf("signature unchanged by an in-place update: %q (%v)", v[withRel], err)
 	}
 
 	if err := r.Uninstall(ctx, withRel, "preview"); err != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ type Cluster struct {
 	// without it every release is read every cycle.
 	Records *kube.RecordIndex
 	Redact  func(string) string
+	Log     *slog.Logger
 
 	mu   sync.Mutex
 	seen map[string]seenRelease // namespace → release read at records signature
@@ -56,7 +58,11 @@ func (c *Cluster) Observe(ctx context.Context, wanted []string) (reconcile.Clust
 	var sigs map[string]string
 	if c.Records != nil {
 		if sigs, err = c.Records.Versions(ctx, c.release("")); err != nil {
-			return obs, err
+			// Not fatal: every release is read in full instead.
+			if c.Log != nil {
+				c.Log.Warn("listing Helm release records failed; reading every release", "err", c.redact(err.Error()))
+			}
+			sigs = nil
 		}
 	}
 	c.mu.Lock()

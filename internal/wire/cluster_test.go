@@ -105,4 +105,29 @@ func TestObserveReadsChangedReleasesOnly(t *testing.T) {
 	if got := third.Releases[e.NS(n1)]; got.SHA != sha || got.Status != "deployed" {
 		t.Errorf("after the push: %s release %+v, want SHA %s deployed", e.NS(n1), got, sha[:7])
 	}
+	want, err = full.Observe(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{n1, n2} {
+		if ns := e.NS(n); third.Releases[ns] != want.Releases[ns] {
+			t.Errorf("%s: cached %+v, full read %+v", ns, third.Releases[ns], want.Releases[ns])
+		}
+	}
+
+	// Closed: the namespace goes; the cache forgets it.
+	if err := e.GH.ClosePR(e.Repo, n2); err != nil {
+		t.Fatal(err)
+	}
+	e.MustRunOnce(d)
+	fourth, err := cl.Observe(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fourth.Owned[e.NS(n2)]; ok {
+		t.Errorf("%s still observed after the PR closed", e.NS(n2))
+	}
+	if _, ok := fourth.Releases[e.NS(n2)]; ok {
+		t.Errorf("release of closed %s still reported: %+v", e.NS(n2), fourth.Releases[e.NS(n2)])
+	}
 }

@@ -142,8 +142,12 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		Client:     kc,
 		Namespaces: &kube.Namespaces{Client: kc, Instance: cfg.Instance, Log: log},
 		Releases:   &kube.Releases{RESTConfig: restCfg, Log: log},
-		Records:    &kube.RecordIndex{RESTConfig: restCfg},
 		Redact:     redact,
+		Log:        log,
+	}
+	if !o.ReadOnly {
+		// plan observes once: an index would only add a cluster-wide list.
+		cl.Records = &kube.RecordIndex{RESTConfig: restCfg}
 	}
 	specs := map[string]reconcile.RepoSpec{}
 	policies := map[string]reconcile.RepoPolicy{}

@@ -44,6 +44,9 @@ type burstRun struct {
 	APIServerCodes  map[string]int `json:"apiserver_codes_ge_400"`
 	APIServerErrors int            `json:"apiserver_errors_5xx_429"`
 	DaemonErrorLogs int            `json:"daemon_error_log_lines"`
+	// Average cores used by each process from the PRs' opening to the
+	// last Ready (bench.test: the GitHub fake and the harness).
+	CoresByProcess map[string]float64 `json:"cores_by_process"`
 	// Cleanup: the same PRs closed at once → every namespace gone.
 	CleanupS        float64        `json:"cleanup_all_namespaces_gone_seconds"`
 	CleanupRowsS    float64        `json:"cleanup_all_rows_deleted_seconds"`
@@ -75,6 +78,7 @@ func TestBurst(t *testing.T) {
 		fmt.Printf("BURST max_parallel_deploys=%d: %d PRs opened at once → first deploy %.1f s, all Ready %.1f s (deploy window %.1f s, %.1f/min; per PR p50 %.1f s p95 %.1f s max %.1f s); comments all final %.1f s; daemon peak RSS %.1f MiB, CPU avg %.2f / peak %.2f cores; API server ≥400 %v, 5xx/429 %d; failed attempts %d\n",
 			par, n, r.FirstDeployStartS, r.AllReadyS, r.DeployWindowS, r.PerMinute, r.LatencyP50S, r.LatencyP95S, r.LatencyMaxS,
 			r.AllCommentsS, r.Usage.PeakRSSMiB, r.Usage.CPUCoresAvg, r.Usage.CPUCoresPeak1, r.APIServerCodes, r.APIServerErrors, r.Failed)
+		fmt.Printf("  cores used during the burst, by process: %v\n", r.CoresByProcess)
 		fmt.Printf("CLEANUP max_parallel_deploys=%d: %d PRs closed at once → every namespace gone in %.1f s (rows deleted %.1f s)\n",
 			par, n, r.CleanupS, r.CleanupRowsS)
 	}
@@ -115,6 +119,7 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 
 		codes0 := w.apiServerCodes(ctx)
 		smp := p.startSampler(200 * time.Millisecond)
+		cpu0 := cpuByProcess()
 		opened := time.Now()
 		type pr struct {
 			repo string
@@ -139,6 +144,7 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 				}
 			}
 			if len(rows) == n && done == n {
+				r.CoresByProcess = coresUsed(cpu0, cpuByProcess(), time.Since(opened))
 				break
 			}
 			if ctx.Err() != nil {

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +23,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/previewd/previewd/github"
 	"github.com/previewd/previewd/github/githubfake"
@@ -291,16 +295,21 @@ type idleResult struct {
 	IdleWallMSP50   float64              `json:"idle_wall_ms_p50"`
 	IdleWallMSMax   float64              `json:"idle_wall_ms_max"`
 	IdleCPUMSAvg    float64              `json:"idle_cpu_ms_avg"`
-	HeapInuseMiB    float64              `json:"heap_inuse_mib_after_idle"`
-	HeapAllocMiB    float64              `json:"heap_alloc_mib_after_idle"`
-	HeapObjects     uint64               `json:"heap_objects_after_idle"`
-	HeapProfile     string               `json:"heap_profile,omitempty"`
-	CPUProfile      string               `json:"idle_cpu_profile,omitempty"`
-	Restart         cycleStats           `json:"restart_first_cycle"`
-	Resync          cycleStats           `json:"resync_cycle"`
-	Push            cycleStats           `json:"one_push_until_converged"`
-	PushCycles      []cycleStats         `json:"one_push_cycles"`
-	Budget          budgetResult         `json:"hourly_budget"`
+	// Per idle cycle, by process (bench.test holds the daemon under test,
+	// the GitHub fake and the harness).
+	IdleCPUMSByProcess map[string]float64 `json:"idle_cpu_ms_per_cycle_by_process"`
+	ObserveFull        observeCost        `json:"observe_cluster_every_release"`
+	ObserveIndexed     observeCost        `json:"observe_cluster_changed_releases_only"`
+	HeapInuseMiB       float64            `json:"heap_inuse_mib_after_idle"`
+	HeapAllocMiB       float64            `json:"heap_alloc_mib_after_idle"`
+	HeapObjects        uint64             `json:"heap_objects_after_idle"`
+	HeapProfile        string             `json:"heap_profile,omitempty"`
+	CPUProfile         string             `json:"idle_cpu_profile,omitempty"`
+	Restart            cycleStats         `json:"restart_first_cycle"`
+	Resync             cycleStats         `json:"resync_cycle"`
+	Push               cycleStats         `json:"one_push_until_converged"`
+	PushCycles         []cycleStats       `json:"one_push_cycles"`
+	Budget             budgetResult       `json:"hourly_budget"`
 }
 
 type budgetResult struct {
@@ -360,6 +369,7 @@ func TestScale(t *testing.T) {
 	}
 	var reqs, cpu float64
 	var walls []float64
+	procs0 := cpuByProcess()
 	for i := 1; i <= idleN; i++ {
 		s := w.cycle(ctx, d, i)
 		r.Idle = append(r.Idle, s)
@@ -373,6 +383,13 @@ func TestScale(t *testing.T) {
 	if r.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}
+	r.IdleCPUMSByProcess = map[string]float64{}
+	for k, v := range cpuByProcess() {
+		if d := v - procs0[k]; d > 0 {
+			r.IdleCPUMSByProcess[k] = round1(float64(d.Milliseconds()) / float64(idleN))
+		}
+	}
+	t.Logf("CPU per idle cycle by process (ms): %v", r.IdleCPUMSByProcess)
 	r.IdleRequestsAvg = reqs / float64(idleN)
 	r.IdleCPUMSAvg = math.Round(cpu/float64(idleN)*100) / 100
 	r.IdleWallMSP50, r.IdleWallMSMax = percentile(walls, 0.5), percentile(walls, 1)
@@ -395,6 +412,12 @@ func TestScale(t *testing.T) {
 		}
 		_ = f.Close()
 	}
+
+	// The improvement: observing the cluster reading every release (before)
+	// and only the changed ones (now).
+	r.ObserveFull, r.ObserveIndexed = compareObserve(t, ctx, w, w.instance, 5)
+	fmt.Printf("OBSERVE CLUSTER (%d previews): every release read %.0f ms wall, %.0f ms CPU, %.0f API requests; changed releases only %.0f ms wall, %.0f ms CPU, %.0f API requests\n",
+		r.OpenPRs, r.ObserveFull.WallMS, r.ObserveFull.CPUMS, r.ObserveFull.APIRequests, r.ObserveIndexed.WallMS, r.ObserveIndexed.CPUMS, r.ObserveIndexed.APIRequests)
 
 	// Full resync (what the hourly cron job runs): lists read unconditionally.
 	r.Resync = w.cycle(github.Unconditional(ctx), d, 1)
@@ -423,6 +446,7 @@ func TestScale(t *testing.T) {
 		"idle.restart_first_cycle_charged": {float64(r.Restart.Charged), "requests", lower},
 		"idle.initial_deploy_seconds":      {r.DeploySeconds, "s", lower},
 		"idle.push_charged":                {float64(r.Push.Charged), "requests", lower},
+		"idle.observe_cluster_cpu_ms":      {r.ObserveIndexed.CPUMS, "ms", lower},
 	}
 	if err := WriteResult(resultsFile, "idle_cost", r); err != nil {
 		t.Error(err)
@@ -584,6 +608,9 @@ func detectionLatency(t *testing.T, ctx context.Context, w *world, p *daemonProc
 				res.ReadyS = append(res.ReadyS, round2(row.ReadyAt.Sub(x.at).Seconds()))
 				break
 			}
+			if ok && row.DesiredSHA == x.sha && row.Status == state.StatusFailed && row.NextAttemptAt.IsZero() {
+				t.Fatalf("%s failed at %s: %s", x.key, x.sha[:7], row.LastError)
+			}
 			if ctx.Err() != nil {
 				t.Fatalf("%s never Ready at %s: %+v\n%s", x.key, x.sha[:7], row, tail(p.logs.String(), 20))
 			}
@@ -655,3 +682,50 @@ func percentile(xs []float64, p float64) float64 {
 	i := int(math.Ceil(p*float64(len(s)))) - 1
 	return s[max(0, min(i, len(s)-1))]
 }
+
+// observeCost is one way of observing the cluster, averaged over calls.
+type observeCost struct {
+	Calls       int     `json:"calls"`
+	WallMS      float64 `json:"wall_ms_avg"`
+	CPUMS       float64 `json:"cpu_ms_avg"`
+	APIRequests float64 `json:"api_requests_avg"`
+}
+
+// compareObserve measures the cluster observation of one cycle as the
+// daemon did it before kube.RecordIndex (every release read and decoded)
+// and as it does now (only changed releases), on the same namespaces.
+func compareObserve(t *testing.T, ctx context.Context, w *world, instance string, calls int) (full, indexed observeCost) {
+	t.Helper()
+	var reqs atomic.Int64
+	rc := rest.CopyConfig(w.kube.RESTConfig)
+	rc.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripper(func(r *http.Request) (*http.Response, error) { reqs.Add(1); return rt.RoundTrip(r) })
+	})
+	kc, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &kube.Namespaces{Client: kc, Instance: instance}
+	measure := func(cl *wire.Cluster) observeCost {
+		if _, err := cl.Observe(ctx, nil); err != nil { // warm: the index's first read
+			t.Fatal(err)
+		}
+		reqs.Store(0)
+		cpu0, t0 := cpuTime(), time.Now()
+		for i := 0; i < calls; i++ {
+			if _, err := cl.Observe(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n := float64(calls)
+		return observeCost{Calls: calls, WallMS: round1(ms(time.Since(t0)) / n), CPUMS: round1(ms(cpuTime()-cpu0) / n),
+			APIRequests: float64(reqs.Load()) / n}
+	}
+	full = measure(&wire.Cluster{Client: kc, Namespaces: ns, Releases: &kube.Releases{RESTConfig: rc}})
+	indexed = measure(&wire.Cluster{Client: kc, Namespaces: ns, Releases: &kube.Releases{RESTConfig: rc}, Records: &kube.RecordIndex{RESTConfig: rc}})
+	return full, indexed
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -26,6 +26,15 @@ import (
 // whether the lock is stale and calls Releases.Unlock.
 var ErrLocked = errors.New("release locked by an unfinished operation")
 
+// FieldManager is the server-side apply field manager of every object
+// previewd's Helm releases write. Helm 4 otherwise names the manager after
+// the running binary (os.Args[0]), and an upgrade by a binary of another
+// name (a renamed or wrapped executable, a test binary) then conflicts with
+// every field the first one set.
+const FieldManager = "previewd"
+
+func init() { helmkube.ManagedFieldsManager = FieldManager }
+
 const (
 	defaultMaxHistory  = 5
 	defaultHelmTimeout = 5 * time.Minute
@@ -225,6 +234,7 @@ func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (Re
 		in.WaitStrategy = helmkube.HookOnlyStrategy
 		in.WaitOptions = waitOpts
 		in.RollbackOnFailure = false
+		in.ForceConflicts = true
 		if last != nil {
 			in.Replace = true // reuse the name of an uninstalled release
 			revision = last.Version + 1
@@ -241,6 +251,9 @@ func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (Re
 		up.ResetValues = true
 		up.RollbackOnFailure = false
 		up.CleanupOnFail = false
+		// A preview is previewd's: a field someone else changed since
+		// (kubectl edit, a controller) is taken back, not a failed upgrade.
+		up.ForceConflicts = true
 		res, err = up.RunWithContext(helmCtx, req.Name, ch, vals)
 	}
 	if err == nil && opCtx.Err() != nil {

@@ -460,3 +460,41 @@ func TestReleaseCancelledMidOperation(t *testing.T) {
 		})
 	}
 }
+
+// TestUpgradeTakesBackEditedFields: objects are applied under previewd's
+// own field manager, whatever the binary is called; a field someone else
+// changed since (here: the image, as `kubectl set image` would) does not
+// make the next upgrade fail with a server-side apply conflict, and the
+// upgrade puts previewd's value back.
+func TestUpgradeTakesBackEditedFields(t *testing.T) {
+	c := testbed.Kube(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ns := testbed.Namespace(t, c)
+	r := &Releases{RESTConfig: c.RESTConfig, Log: testLogger(t)}
+	req := InstallRequest{Namespace: ns, Name: "preview", ChartPath: chartPath, Values: appValues(imageRepo, testSHA, 9)}
+	if _, err := r.InstallOrUpgrade(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	d := getDeployment(t, c, ns, "preview")
+	managers := map[string]bool{}
+	for _, f := range d.ManagedFields {
+		managers[f.Manager] = true
+	}
+	if !managers[FieldManager] {
+		t.Fatalf("deployment fields managed by %v, want %q", managers, FieldManager)
+	}
+	patch := `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"preview"},"spec":{"template":{"spec":{"containers":[{"name":"app","image":"registry.example/edited:by-hand"}]}}}}`
+	force := true
+	if _, err := c.Client.AppsV1().Deployments(ns).Patch(ctx, "preview", types.ApplyPatchType, []byte(patch),
+		metav1.PatchOptions{FieldManager: "kubectl-edit", Force: &force}); err != nil {
+		t.Fatal(err)
+	}
+	req.Values = appValues(imageRepo, shortSHA, 9)
+	if _, err := r.InstallOrUpgrade(ctx, req); err != nil {
+		t.Fatalf("upgrade after a hand edit: %v", err)
+	}
+	if img := getDeployment(t, c, ns, "preview").Spec.Template.Spec.Containers[0].Image; img != imageRepo+":"+shortSHA {
+		t.Errorf("image after the upgrade = %q, want %s:%s", img, imageRepo, shortSHA)
+	}
+}

@@ -37,6 +37,8 @@ type burstRun struct {
 	AllCommentsS float64 `json:"all_comments_ready_seconds"`
 	Ready        int     `json:"ready"`
 	Failed       int     `json:"failed_attempts"`
+	// The failed attempts' errors (first lines).
+	FailedErrors []string `json:"failed_attempt_errors,omitempty"`
 	// Daemon process, over the burst.
 	Usage usage `json:"daemon"`
 	// API server responses with status ≥ 400 during the burst, by code
@@ -179,6 +181,7 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 				}
 				if a.Outcome == state.OutcomeFailed {
 					r.Failed++
+					r.FailedErrors = append(r.FailedErrors, fmt.Sprintf("%s attempt %d: %s", row.Key(), a.Attempt, firstLines(a.Error, 3)))
 				}
 			}
 		}
@@ -218,6 +221,9 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 			}
 		}
 		r.AllCommentsS = round1(time.Since(opened).Seconds())
+		for _, e := range r.FailedErrors {
+			t.Logf("failed attempt: %s", e)
+		}
 		if r.Ready != n {
 			t.Errorf("burst at max_parallel_deploys %d: %d of %d Ready", par, r.Ready, n)
 		}
@@ -264,6 +270,14 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 		}
 	})
 	return r
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, " / ")
 }
 
 func round1(x float64) float64 { return math.Round(x*10) / 10 }

@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,6 +37,14 @@ type HTTPCache struct {
 	ctx  context.Context
 	pool *pgxpool.Pool
 	opts HTTPCacheOptions
+
+	// One eviction at a time: it scans the whole table, and a burst of
+	// Sets (a thousand new previews' comments) running one each took every
+	// connection of the pool until they timed out. A Set during an
+	// eviction marks the table dirty; the running eviction goes again.
+	evictMu  sync.Mutex
+	evicting bool
+	dirty    bool
 }
 
 // HTTPCache returns a cache backed by the store. Every call runs under ctx
@@ -82,15 +91,41 @@ func (c *HTTPCache) Set(key string, value []byte) {
 		c.fail("set", err)
 		return
 	}
-	// Keep the newest responses whose sizes add up to at most MaxBytes.
-	// octet_length of a bytea reads the size without detoasting the value.
-	_, err = c.pool.Exec(ctx, `DELETE FROM http_cache WHERE key IN (
-		SELECT key FROM (
-			SELECT key, sum(octet_length(value)) OVER (ORDER BY updated_at DESC, key DESC) AS total
-			FROM http_cache
-		) newest_first WHERE total > $1)`, c.opts.MaxBytes)
-	if err != nil {
-		c.fail("evict", err)
+	c.evict()
+}
+
+// evict keeps the newest responses whose sizes add up to at most MaxBytes.
+// When no Set is running the bound holds; while Sets run, it may be
+// exceeded by the responses written since the running eviction began.
+func (c *HTTPCache) evict() {
+	c.evictMu.Lock()
+	if c.evicting {
+		c.dirty = true
+		c.evictMu.Unlock()
+		return
+	}
+	c.evicting = true
+	c.evictMu.Unlock()
+	for {
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.Timeout)
+		// octet_length of a bytea reads the size without detoasting.
+		_, err := c.pool.Exec(ctx, `DELETE FROM http_cache WHERE key IN (
+			SELECT key FROM (
+				SELECT key, sum(octet_length(value)) OVER (ORDER BY updated_at DESC, key DESC) AS total
+				FROM http_cache
+			) newest_first WHERE total > $1)`, c.opts.MaxBytes)
+		cancel()
+		if err != nil {
+			c.fail("evict", err)
+		}
+		c.evictMu.Lock()
+		if !c.dirty {
+			c.evicting = false
+			c.evictMu.Unlock()
+			return
+		}
+		c.dirty = false
+		c.evictMu.Unlock()
 	}
 }
 

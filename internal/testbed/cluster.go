@@ -189,7 +189,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		"--etcd-servers", etcdURL,
 		"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(ports[2]), "--advertise-address", "127.0.0.1",
 		"--endpoint-reconciler-type", "none",
-		"--service-cluster-ip-range", "10.0.0.0/24",
+		"--service-cluster-ip-range", "10.0.0.0/16", // a Service per preview: 1,000 previews need more than a /24
 		"--client-ca-file", p.CACert,
 		"--tls-cert-file", p.ServingCert, "--tls-private-key-file", p.ServingK,
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",

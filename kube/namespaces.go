@@ -101,14 +101,7 @@ func (n *Namespaces) ListOwned(ctx context.Context) ([]Namespace, error) {
 			if !Owned(ns, n.Instance) { // belt and braces: the selector did this
 				continue
 			}
-			num, _ := strconv.Atoi(ns.Labels[LabelPR])
-			out = append(out, Namespace{
-				Name:        ns.Name,
-				Repo:        ns.Annotations[AnnotationRepository],
-				Number:      num,
-				Terminating: ns.DeletionTimestamp != nil,
-				Created:     ns.CreationTimestamp.Time,
-			})
+			out = append(out, NamespaceOf(ns))
 		}
 		if list.Continue == "" {
 			break
@@ -117,6 +110,19 @@ func (n *Namespaces) ListOwned(ctx context.Context) ([]Namespace, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// NamespaceOf describes a namespace previewd owns from its labels and
+// annotation.
+func NamespaceOf(ns *corev1.Namespace) Namespace {
+	num, _ := strconv.Atoi(ns.Labels[LabelPR])
+	return Namespace{
+		Name:        ns.Name,
+		Repo:        ns.Annotations[AnnotationRepository],
+		Number:      num,
+		Terminating: ns.DeletionTimestamp != nil,
+		Created:     ns.CreationTimestamp.Time,
+	}
 }
 
 // Ensure creates namespace name for pull request number of repo ("owner/

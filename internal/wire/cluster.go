@@ -68,31 +68,39 @@ func (c *Cluster) Observe(ctx context.Context, wanted []string) (reconcile.Clust
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	seen := make(map[string]seenRelease, len(owned))
-	for _, ns := range owned {
+	// indexed: whether the namespace existed when the records were listed
+	// (else its release must be read in full, and is not remembered).
+	observe := func(ns kube.Namespace, indexed bool) error {
 		obs.Owned[ns.Name] = reconcile.Namespace{Name: ns.Name, Repo: ns.Repo, Number: ns.Number, Terminating: ns.Terminating}
 		if ns.Terminating {
-			continue
+			return nil
 		}
-		if sigs != nil {
+		if sigs != nil && indexed {
 			sig, ok := sigs[ns.Name]
 			if !ok {
 				obs.Releases[ns.Name] = reconcile.Release{} // no record: no release
-				continue
+				return nil
 			}
 			if prev, ok := c.seen[ns.Name]; ok && prev.sig == sig {
 				obs.Releases[ns.Name] = prev.rel
 				seen[ns.Name] = prev
-				continue
+				return nil
 			}
 		}
 		rel, err := c.Releases.Get(ctx, ns.Name, c.release(ns.Repo))
 		if err != nil {
-			return obs, fmt.Errorf("reading release in %s: %w", ns.Name, err)
+			return fmt.Errorf("reading release in %s: %w", ns.Name, err)
 		}
 		r := reconcile.Release{Exists: rel.Exists, Status: rel.Status, SHA: imageTag(rel.Values), Updated: rel.Updated}
 		obs.Releases[ns.Name] = r
-		if sigs != nil {
+		if sigs != nil && indexed {
 			seen[ns.Name] = seenRelease{sig: sigs[ns.Name], rel: r}
+		}
+		return nil
+	}
+	for _, ns := range owned {
+		if err := observe(ns, true); err != nil {
+			return obs, err
 		}
 	}
 	c.seen = seen
@@ -100,8 +108,14 @@ func (c *Cluster) Observe(ctx context.Context, wanted []string) (reconcile.Clust
 		if _, ok := obs.Owned[name]; ok {
 			continue
 		}
-		_, err := c.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		live, err := c.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 		switch {
+		case err == nil && kube.Owned(live, c.Namespaces.Instance):
+			// Created by a deploy still running from an earlier cycle,
+			// after the list above: ours, not foreign.
+			if err := observe(kube.NamespaceOf(live), false); err != nil {
+				return obs, err
+			}
 		case err == nil:
 			obs.Foreign[name] = true
 		case apierrors.IsNotFound(err):

@@ -7,9 +7,11 @@ import (
 	"sync"
 	"testing"
 
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 
 	"github.com/previewd/previewd/internal/e2e"
+	"github.com/previewd/previewd/internal/testbed"
 	"github.com/previewd/previewd/internal/wire"
 	"github.com/previewd/previewd/kube"
 )
@@ -129,5 +131,39 @@ func TestObserveReadsChangedReleasesOnly(t *testing.T) {
 	}
 	if _, ok := fourth.Releases[e.NS(n2)]; ok {
 		t.Errorf("release of closed %s still reported: %+v", e.NS(n2), fourth.Releases[e.NS(n2)])
+	}
+}
+
+// TestObserveNamespaceCreatedAfterTheList: a deploy still running from an
+// earlier cycle creates its namespace between this cycle's list of owned
+// namespaces and the check of the names it wants. That namespace is ours,
+// not foreign (it used to block the PR: "not managed by previewd"); a
+// namespace without previewd's labels still is foreign.
+func TestObserveNamespaceCreatedAfterTheList(t *testing.T) {
+	e := e2e.New(t, "")
+	d := e.Daemon(false)
+	sha := e2e.SHA("late")
+	n := e.Open("Late", "late", sha)
+	e.MustRunOnce(d)
+	foreign := testbed.Namespace(t, e.Kube)
+
+	// The list ran before the namespace existed: an empty one.
+	cl := &wire.Cluster{Client: e.Kube.Client, Namespaces: &kube.Namespaces{Client: fake.NewClientset(), Instance: d.Config.Instance},
+		Releases: &kube.Releases{RESTConfig: e.Kube.RESTConfig}, Records: &kube.RecordIndex{RESTConfig: e.Kube.RESTConfig}}
+	obs, err := cl.Observe(context.Background(), []string{e.NS(n), foreign})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obs.Foreign[e.NS(n)] {
+		t.Errorf("%s, created by this instance after the list, reported foreign", e.NS(n))
+	}
+	if o, ok := obs.Owned[e.NS(n)]; !ok || o.Number != n || !strings.EqualFold(o.Repo, e.Repo) {
+		t.Errorf("%s not reported as this PR's: %+v", e.NS(n), o)
+	}
+	if rel := obs.Releases[e.NS(n)]; !rel.Exists || rel.SHA != sha {
+		t.Errorf("release in %s = %+v, want %s", e.NS(n), rel, sha[:7])
+	}
+	if !obs.Foreign[foreign] {
+		t.Errorf("%s, without previewd's labels, not reported foreign", foreign)
 	}
 }

@@ -63,25 +63,8 @@ type daemonProc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	addr string
-	logs *lockedBuffer
+	logs *e2e.SyncBuffer
 	done chan struct{}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func freeAddr(t *testing.T) string {
@@ -99,7 +82,7 @@ func freeAddr(t *testing.T) string {
 // --pprof) and waits until /readyz answers 200: its first cycle is done.
 func (w *world) startDaemon(ctx context.Context) *daemonProc {
 	w.t.Helper()
-	p := &daemonProc{t: w.t, addr: freeAddr(w.t), logs: &lockedBuffer{}, done: make(chan struct{})}
+	p := &daemonProc{t: w.t, addr: freeAddr(w.t), logs: &e2e.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(previewdBinary(w.t), "run", "--config", w.cfgPath, "--listen", p.addr, "--pprof",
 		"--log-format", "text", "--log-level", "warn")
 	p.cmd.Env = append(os.Environ(), "BENCH_GH_TOKEN="+w.token)

@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -162,30 +161,11 @@ func TestPlanWritesNothing(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer the child process writes to while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func startDaemon(t *testing.T, e *e2e.Env, args ...string) (*exec.Cmd, *syncBuffer) {
+func startDaemon(t *testing.T, e *e2e.Env, args ...string) (*exec.Cmd, *e2e.SyncBuffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"run", "--config", e.ConfigPath, "--log-format", "text"}, args...)...)
 	cmd.Env = append(os.Environ(), asMain+"=1", "TEST_GH_TOKEN="+e.Token())
-	logs := &syncBuffer{}
+	logs := &e2e.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -371,7 +351,7 @@ func TestLeaderElectionTwoProcesses(t *testing.T) {
 	n := e.Open("Leader", "leader", e2e.SHA("l1"))
 	addrs := []string{freeAddr(t), freeAddr(t)}
 	var cmds []*exec.Cmd
-	var logs []*syncBuffer
+	var logs []*e2e.SyncBuffer
 	for _, a := range addrs {
 		c, l := startDaemon(t, e, "--listen", a)
 		cmds, logs = append(cmds, c), append(logs, l)

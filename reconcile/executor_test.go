@@ -263,3 +263,46 @@ func (d *deletingCluster) Delete(context.Context, string) error {
 	<-d.release
 	return nil
 }
+
+// blockingGitHub holds every comment write until released, as GitHub's
+// mutation spacing holds the 50th of 50 writes for 50 s.
+type blockingGitHub struct {
+	fakeGitHub
+	release chan struct{}
+}
+
+func (g *blockingGitHub) UpsertComment(ctx context.Context, repo string, n int, id int64, marker, body string) (int64, error) {
+	<-g.release
+	return g.fakeGitHub.UpsertComment(ctx, repo, n, id, marker, body)
+}
+
+// TestDeletionDoesNotWaitForTheComment: the namespace of a closed PR is
+// deleted while its "removing" comment is still waiting to be written.
+func TestDeletionDoesNotWaitForTheComment(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	key := state.Key{Repo: "acme/web", Number: 5}
+	if _, err := st.Observe(ctx, key, "pr-web-5", "b", "t", "0123456789abcdef0123456789abcdef01234567", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	gh := &blockingGitHub{release: make(chan struct{})}
+	var deletes atomic.Int32
+	unblocked := make(chan struct{})
+	close(unblocked)
+	ex := NewExecutor(gh, &deletingCluster{fakeCluster: &fakeCluster{}, release: unblocked, n: &deletes}, st, execOpts(4))
+	ex.Submit(ctx, []Action{{Kind: KindDelete, Repo: "acme/web", Number: 5, Namespace: "pr-web-5", Reason: "PR closed"}})
+	deadline := time.Now().Add(10 * time.Second)
+	for deletes.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if deletes.Load() == 0 {
+		t.Error("the namespace was not deleted while the comment write waited")
+	}
+	close(gh.release)
+	if err := ex.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if row, ok, _ := st.Get(ctx, key); ok && row.Status != state.StatusDeleted {
+		t.Errorf("row %s, want deleted", row.Status)
+	}
+}

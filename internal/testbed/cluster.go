@@ -212,7 +212,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	logf("kube-apiserver ready after %s", time.Since(begin).Round(time.Millisecond))
 
-	if err := start("kube-controller-manager",
+	// Experiments (BENCHMARKS.md): extra flags for the controllers, e.g.
+	// PREVIEWD_TESTBED_KCM_ARGS="--kube-api-qps=200 --kube-api-burst=400".
+	if err := start("kube-controller-manager", append([]string{
 		"--kubeconfig", c.Kubeconfig,
 		"--secure-port", "0", "--leader-elect=false",
 		"--service-account-private-key-file", p.SAKey,
@@ -224,12 +226,12 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		// good (kwok readies Pending pods only); the test bed simulates no
 		// node failures, so it is off.
 		"--controllers", "*,-node-lifecycle-controller",
-	); err != nil {
+	}, strings.Fields(os.Getenv("PREVIEWD_TESTBED_KCM_ARGS"))...)...); err != nil {
 		return nil, err
 	}
-	if err := start("kube-scheduler",
+	if err := start("kube-scheduler", append([]string{
 		"--kubeconfig", c.Kubeconfig, "--secure-port", "0", "--leader-elect=false",
-	); err != nil {
+	}, strings.Fields(os.Getenv("PREVIEWD_TESTBED_SCHEDULER_ARGS"))...)...); err != nil {
 		return nil, err
 	}
 	if err := start("kwok",

@@ -59,7 +59,7 @@ cluster-down: ## stop the control plane started by cluster-up
 BENCH_REPOS ?= 100
 BENCH_PRS ?= 10
 BENCH_OUT := $(BIN)/bench
-bench: kube-bins build ## Go benchmarks, then every scenario of BENCHMARKS.md on the real parts (~40 min), then the regression report
+bench: kube-bins build ## Go benchmarks, then every scenario of BENCHMARKS.md on the real parts (~21 min), then the regression report
 	@mkdir -p $(BENCH_OUT)
 	@git show HEAD:bench/results.json > $(BENCH_OUT)/baseline.json 2>/dev/null || cp bench/results.json $(BENCH_OUT)/baseline.json
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count 5 ./reconcile/ ./kube/ | tee $(BENCH_OUT)/gobench.txt

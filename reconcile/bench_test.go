@@ -91,11 +91,7 @@ func BenchmarkRenderCommentReady(b *testing.B) {
 func BenchmarkRenderCommentFailed8KBLogs(b *testing.B) {
 	p := benchRow(state.StatusFailed)
 	p.Attempts = 3
-	var logs strings.Builder
-	for i := 0; logs.Len() < 8<<10; i++ {
-		fmt.Fprintf(&logs, "2026-11-26T12:00:%02dZ ERROR app: connection refused to db:5432 (attempt %d) token=ghp_xxxxxxxxxxxxxxxxxxxx\n", i%60, i)
-	}
-	p.LastError = "readiness: container app in CrashLoopBackOff\nback-off 40s restarting failed container\n--- logs ---\n" + logs.String()
+	p.LastError = "readiness: container app in CrashLoopBackOff\nback-off 40s restarting failed container\n--- logs ---\n" + crashLogs(" token=ghp_xxxxxxxxxxxxxxxxxxxx")
 	info := CommentInfo{MaxAttempts: 3}
 	var body string
 	b.ReportAllocs()
@@ -110,11 +106,7 @@ func BenchmarkRenderCommentFailed8KBLogs(b *testing.B) {
 func BenchmarkRenderCommentFailed8KBLogsNoRedact(b *testing.B) {
 	p := benchRow(state.StatusFailed)
 	p.Attempts = 3
-	var logs strings.Builder
-	for i := 0; logs.Len() < 8<<10; i++ {
-		fmt.Fprintf(&logs, "2026-11-26T12:00:%02dZ ERROR app: connection refused to db:5432 (attempt %d)\n", i%60, i)
-	}
-	p.LastError = "readiness: container app in CrashLoopBackOff\nback-off 40s restarting failed container\n--- logs ---\n" + logs.String()
+	p.LastError = "readiness: container app in CrashLoopBackOff\nback-off 40s restarting failed container\n--- logs ---\n" + crashLogs("")
 	info := CommentInfo{MaxAttempts: 3}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -137,16 +129,13 @@ func BenchmarkPlan1000PRsCachedHashFailedLogs(b *testing.B) {
 
 func benchFailedLogs(b *testing.B, cached bool) {
 	obs, o := benchObservation()
-	var logs strings.Builder
-	for i := 0; logs.Len() < 8<<10; i++ {
-		fmt.Fprintf(&logs, "2026-11-26T12:00:%02dZ ERROR app: connection refused to db:5432 (attempt %d)\n", i%60, i)
-	}
+	logs := crashLogs("")
 	failed := 0
 	for i := range obs.Previews {
 		if i%10 == 3 {
 			p := &obs.Previews[i]
 			p.Status, p.Attempts = state.StatusFailed, 3
-			p.LastError = "readiness: container app in CrashLoopBackOff\n--- logs ---\n" + logs.String()
+			p.LastError = "readiness: container app in CrashLoopBackOff\n--- logs ---\n" + logs
 			p.UpdatedAt = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 			failed++
 		}
@@ -161,4 +150,13 @@ func benchFailedLogs(b *testing.B, cached bool) {
 		Plan(obs, o)
 	}
 	b.ReportMetric(float64(failed), "failed_rows")
+}
+
+// crashLogs is 8 KB of a crashing app's log lines, each ending in suffix.
+func crashLogs(suffix string) string {
+	var logs strings.Builder
+	for i := 0; logs.Len() < 8<<10; i++ {
+		fmt.Fprintf(&logs, "2026-11-26T12:00:%02dZ ERROR app: connection refused to db:5432 (attempt %d)%s\n", i%60, i, suffix)
+	}
+	return logs.String()
 }

@@ -114,13 +114,7 @@ func TestLeastPrivilege(t *testing.T) {
 	for i, rule := range rules {
 		t.Run(fmt.Sprintf("without-%d-%s", i, ruleName(rule)), func(t *testing.T) {
 			less := append(append([]rbacv1.PolicyRule{}, rules[:i]...), rules[i+1:]...)
-			setRules(t, c.Client, name, less)
-			waitAccess(t, c.Client, user, rule, false)
-			defer func() {
-				setRules(t, c.Client, name, rules)
-				waitAccess(t, c.Client, user, rule, true)
-			}()
-			err := scenarios(t, kubeconfig)
+			err := withoutAccess(t, c.Client, name, user, rules, less, rule, kubeconfig)
 			if err == nil {
 				t.Errorf("rule %d (%s) is not needed: previewd passed every scenario without it; drop it from the chart", i, ruleName(rule))
 				return
@@ -145,13 +139,7 @@ func TestLeastPrivilege(t *testing.T) {
 				less[i] = r
 				probe := rule
 				probe.Verbs = []string{verb}
-				setRules(t, c.Client, name, less)
-				waitAccess(t, c.Client, user, probe, false)
-				defer func() {
-					setRules(t, c.Client, name, rules)
-					waitAccess(t, c.Client, user, probe, true)
-				}()
-				err := scenarios(t, kubeconfig)
+				err := withoutAccess(t, c.Client, name, user, rules, less, probe, kubeconfig)
 				if err == nil {
 					if why, ok := verbsOnly[key]; ok {
 						t.Logf("VERB %s: not exercised by the scenarios, kept: %s", key, why)
@@ -164,6 +152,20 @@ func TestLeastPrivilege(t *testing.T) {
 			})
 		}
 	}
+}
+
+// withoutAccess runs the scenarios with the ClusterRole's rules reduced to
+// less (once the API server denies probe to user), then restores rules
+// (and waits until probe is allowed again).
+func withoutAccess(t *testing.T, client kubernetes.Interface, name, user string, rules, less []rbacv1.PolicyRule, probe rbacv1.PolicyRule, kubeconfig string) error {
+	t.Helper()
+	setRules(t, client, name, less)
+	waitAccess(t, client, user, probe, false)
+	defer func() {
+		setRules(t, client, name, rules)
+		waitAccess(t, client, user, probe, true)
+	}()
+	return scenarios(t, kubeconfig)
 }
 
 // verbsOnly lists the verbs whose removal the scenarios cannot detect

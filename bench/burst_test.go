@@ -262,7 +262,7 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 			time.Sleep(250 * time.Millisecond)
 		}
 		r.CleanupCodes = codeDelta(codes2, w.apiServerCodes(ctx))
-		r.CleanupDeleteOK = sumSeries(p.metrics(), "previewd_namespace_deletions_total", `outcome="ok"`)
+		r.CleanupDeleteOK = p.metrics().Sum("previewd_namespace_deletions_total", "outcome", "ok")
 		r.DaemonErrorLogs = strings.Count(p.logs.String(), "level=ERROR")
 		p.stop()
 		if r.DaemonErrorLogs > 0 {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/previewd/previewd/internal/e2e"
+	"github.com/previewd/previewd/internal/promtext"
 )
 
 // The scenarios that measure the daemon's own memory and CPU run the real
@@ -274,55 +275,11 @@ func summarize(ss []procSample) usage {
 
 func round2(x float64) float64 { return float64(int64(x*100+0.5)) / 100 }
 
-// scrape reads a Prometheus text exposition into series → value (the
-// series is the line's name and labels as written).
-func scrape(body []byte) map[string]float64 {
-	out := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		out[line[:i]] = v
-	}
-	return out
-}
-
-// sumSeries adds the values of series whose name is name and whose labels
-// contain every one of labels (as `key="value"`).
-func sumSeries(m map[string]float64, name string, labels ...string) float64 {
-	var s float64
-	for k, v := range m {
-		if k != name && !strings.HasPrefix(k, name+"{") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			if !strings.Contains(k, l) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			s += v
-		}
-	}
-	return s
-}
-
-func (p *daemonProc) metrics() map[string]float64 {
+// metrics scrapes the daemon's /metrics (empty if it does not answer).
+func (p *daemonProc) metrics() promtext.Metrics {
 	_, b := p.get("/metrics")
-	return scrape(b)
+	m, _ := promtext.Parse(bytes.NewReader(b))
+	return m
 }
 
 // heapProfile saves the child's heap profile (after a GC) and returns the
@@ -353,18 +310,16 @@ func (w *world) apiServerCodes(ctx context.Context) map[string]float64 {
 		w.t.Logf("API server metrics: %v", err)
 		return nil
 	}
+	m, err := promtext.Parse(bytes.NewReader(b))
+	if err != nil {
+		w.t.Logf("API server metrics: %v", err)
+		return nil
+	}
 	out := map[string]float64{}
-	for k, v := range scrape(b) {
-		if !strings.HasPrefix(k, "apiserver_request_total{") {
-			continue
+	for _, s := range m {
+		if s.Name == "apiserver_request_total" {
+			out[s.Labels["code"]] += s.Value
 		}
-		i := strings.Index(k, `code="`)
-		if i < 0 {
-			continue
-		}
-		code := k[i+6:]
-		code = code[:strings.IndexByte(code, '"')]
-		out[code] += v
 	}
 	return out
 }

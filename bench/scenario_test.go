@@ -31,6 +31,7 @@ import (
 	"github.com/previewd/previewd/internal/config"
 	"github.com/previewd/previewd/internal/e2e"
 	"github.com/previewd/previewd/internal/pgtest"
+	"github.com/previewd/previewd/internal/promtext"
 	"github.com/previewd/previewd/internal/testbed"
 	"github.com/previewd/previewd/internal/wire"
 	"github.com/previewd/previewd/kube"
@@ -503,7 +504,7 @@ type memoryResult struct {
 func steadyMemory(t *testing.T, ctx context.Context, p *daemonProc, scale string, n int) memoryResult {
 	t.Helper()
 	res := memoryResult{Scale: scale, Cycles: n}
-	cycles := func(m map[string]float64) float64 { return sumSeries(m, "previewd_reconcile_cycles_total") }
+	cycles := func(m promtext.Metrics) float64 { return m.Sum("previewd_reconcile_cycles_total") }
 	m0 := p.metrics()
 	smp := p.startSampler(time.Second)
 	// Scrapes are part of the daemon's CPU: one every 5 s.
@@ -520,11 +521,11 @@ func steadyMemory(t *testing.T, ctx context.Context, p *daemonProc, scale string
 	res.Usage = summarize(smp.stop())
 	done := cycles(m1) - cycles(m0)
 	res.CPUMSPerCycle = round1(res.Usage.CPUSeconds * 1000 / done)
-	dur := sumSeries(m1, "previewd_reconcile_duration_seconds_sum") - sumSeries(m0, "previewd_reconcile_duration_seconds_sum")
+	dur := m1.Sum("previewd_reconcile_duration_seconds_sum") - m0.Sum("previewd_reconcile_duration_seconds_sum")
 	res.CycleMSAvg = round1(dur * 1000 / done)
-	res.HeapInuseMiB = round2(sumSeries(m1, "go_memstats_heap_inuse_bytes") / (1 << 20))
-	res.Goroutines = sumSeries(m1, "go_goroutines")
-	if v := sumSeries(m1, `previewd_reconcile_cycles_total`, `result="error"`) - sumSeries(m0, `previewd_reconcile_cycles_total`, `result="error"`); v > 0 {
+	res.HeapInuseMiB = round2(m1.Sum("go_memstats_heap_inuse_bytes") / (1 << 20))
+	res.Goroutines = m1.Sum("go_goroutines")
+	if v := m1.Sum("previewd_reconcile_cycles_total", "result", "error") - m0.Sum("previewd_reconcile_cycles_total", "result", "error"); v > 0 {
 		t.Errorf("%v idle cycles failed:\n%s", v, tail(p.logs.String(), 20))
 	}
 	res.HeapProfile = filepath.Join(os.TempDir(), "previewd-bench-daemon-heap.pprof")

@@ -78,19 +78,19 @@ weird{a="x\"y",b="c,d=e"} +Inf 1712345678
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := m.value("previewd_github_requests_total", "outcome", "not_modified"); v != 42 {
+	if v := m.Value("previewd_github_requests_total", "outcome", "not_modified"); v != 42 {
 		t.Errorf("not_modified = %v, want 42", v)
 	}
-	if v := m.value("previewd_deploy_latency_seconds_sum"); v != 31.25 {
+	if v := m.Value("previewd_deploy_latency_seconds_sum"); v != 31.25 {
 		t.Errorf("sum = %v", v)
 	}
 	if got := m.labels("previewd_github_requests_total", "outcome", "ok", "not_modified"); got != "ok=7 not_modified=42" {
 		t.Errorf("labels = %q", got)
 	}
-	if _, ok := m.get("weird", "a", `x"y`, "b", "c,d=e"); !ok {
-		t.Errorf("escaped label values not parsed: %+v", m[len(m)-1])
+	if _, ok := m.Get("weird", "a", `x"y`, "b", "c,d=e"); !ok {
+		t.Errorf("escaped label values not parsed: %+v", m.Metrics[len(m.Metrics)-1])
 	}
-	if _, ok := m.get("absent"); ok {
+	if _, ok := m.Get("absent"); ok {
 		t.Error("absent series found")
 	}
 	if _, err := parseMetrics(strings.NewReader("broken{a=\"x\" 1\n")); err == nil {

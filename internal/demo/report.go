@@ -134,11 +134,11 @@ func (s *session) reportMetrics(ctx context.Context) error {
 	var m metrics
 	settled := func() bool {
 		for _, st := range []string{"pending", "deploying", "failed", "deleting"} {
-			if m.value("previewd_previews", "state", st) != 0 {
+			if m.Value("previewd_previews", "state", st) != 0 {
 				return false
 			}
 		}
-		return m.value("previewd_previews", "state", "ready") == 2
+		return m.Value("previewd_previews", "state", "ready") == 2
 	}
 	deadline := time.Now().Add(3*s.o.Interval + 2*time.Second)
 	for {
@@ -162,7 +162,7 @@ func (s *session) reportMetrics(ctx context.Context) error {
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	row := func(name, val string) { fmt.Fprintf(tw, "%s\t%s\n", name, val) }
 
-	count, sum := m.value("previewd_deploy_latency_seconds_count"), m.value("previewd_deploy_latency_seconds_sum")
+	count, sum := m.Value("previewd_deploy_latency_seconds_count"), m.Value("previewd_deploy_latency_seconds_sum")
 	lat := fmt.Sprintf("count %s  sum %ss", formatNumber(count), formatNumber(sum))
 	if count > 0 {
 		lat += fmt.Sprintf("  mean %.1fs  (head SHA first seen → preview Ready)", sum/count)
@@ -174,8 +174,8 @@ func (s *session) reportMetrics(ctx context.Context) error {
 	row("previewd_reconcile_cycles_total", m.labels("previewd_reconcile_cycles_total", "result", "ok", "error"))
 	row("previewd_github_requests_total", m.labels("previewd_github_requests_total", "outcome",
 		"ok", "not_modified", "client_error", "rate_limited", "server_error", "network_error"))
-	row("previewd_github_rate_limit_remaining", formatNumber(m.value("previewd_github_rate_limit_remaining")))
-	if v, ok := m.get("previewd_last_successful_sync_timestamp_seconds"); ok && v > 0 {
+	row("previewd_github_rate_limit_remaining", formatNumber(m.Value("previewd_github_rate_limit_remaining")))
+	if v, ok := m.Get("previewd_last_successful_sync_timestamp_seconds"); ok && v > 0 {
 		row("previewd_last_successful_sync_timestamp_seconds", fmt.Sprintf("%s (%s ago)", formatNumber(v),
 			time.Since(time.Unix(int64(v), 0)).Round(time.Second)))
 	}
@@ -183,17 +183,17 @@ func (s *session) reportMetrics(ctx context.Context) error {
 	s.printf("%s", indent(b.String(), "  ")+"\n")
 
 	// What the demo did must show up.
-	if ready := m.value("previewd_deploy_attempts_total", "outcome", "ready"); !(ready >= 4) {
+	if ready := m.Value("previewd_deploy_attempts_total", "outcome", "ready"); !(ready >= 4) {
 		s.problem("previewd_deploy_attempts_total{outcome=\"ready\"} is %s, want at least 4 (3 installs and 1 upgrade)", formatNumber(ready))
 	}
 	if !settled() {
 		s.problem("previewd_previews is %s %s after the last change, want ready=2 and nothing else",
 			m.labels("previewd_previews", "state", "pending", "deploying", "ready", "failed", "deleting"), 3*s.o.Interval+2*time.Second)
 	}
-	if v := m.value("previewd_namespace_deletions_total", "outcome", "ok"); v != 1 {
+	if v := m.Value("previewd_namespace_deletions_total", "outcome", "ok"); v != 1 {
 		s.problem("previewd_namespace_deletions_total{outcome=\"ok\"} is %s, want 1", formatNumber(v))
 	}
-	if !(m.value("previewd_github_requests_total", "outcome", "not_modified") > 0) {
+	if !(m.Value("previewd_github_requests_total", "outcome", "not_modified") > 0) {
 		s.problem("previewd_github_requests_total{outcome=\"not_modified\"} is 0: conditional requests are not used")
 	}
 	return nil
@@ -202,7 +202,7 @@ func (s *session) reportMetrics(ctx context.Context) error {
 // labels prints "a=1 b=2" for the label values of one metric, in order;
 // values not in order follow, sorted.
 func (m metrics) labels(name, key string, order ...string) string {
-	keys, vals := m.byLabel(name, key)
+	keys, vals := m.ByLabel(name, key)
 	var parts []string
 	done := map[string]bool{}
 	for _, k := range order {

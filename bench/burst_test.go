@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/previewd/previewd/kube"
+	"github.com/previewd/previewd/reconcile/model"
 	"github.com/previewd/previewd/state"
 )
 
@@ -133,7 +134,7 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 			prs = append(prs, pr{repo, w.openPR(repo, i/repos)})
 		}
 		// Until every row is Ready (or failed for good).
-		var rows []state.Preview
+		var rows []model.Preview
 		for {
 			rows, err = st.List(ctx)
 			if err != nil {
@@ -141,7 +142,7 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 			}
 			done := 0
 			for _, row := range rows {
-				if row.Status == state.StatusReady || (row.Status == state.StatusFailed && row.NextAttemptAt.IsZero()) {
+				if row.Status == model.StatusReady || (row.Status == model.StatusFailed && row.NextAttemptAt.IsZero()) {
 					done++
 				}
 			}
@@ -157,7 +158,7 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 		var first, last time.Time
 		var lat []float64
 		for _, row := range rows {
-			if row.Status != state.StatusReady {
+			if row.Status != model.StatusReady {
 				continue
 			}
 			r.Ready++
@@ -179,7 +180,7 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 				if a.StartedAt.Before(first) {
 					first = a.StartedAt
 				}
-				if a.Outcome == state.OutcomeFailed {
+				if a.Outcome == model.OutcomeFailed {
 					r.Failed++
 					r.FailedErrors = append(r.FailedErrors, fmt.Sprintf("%s attempt %d: %s", row.Key(), a.Attempt, firstLines(a.Error, 3)))
 				}
@@ -204,12 +205,12 @@ func burst(t *testing.T, n, par int, interval time.Duration) burstRun {
 			}
 		}
 		// Until every Ready preview's comment says so.
-		ready := map[state.Key]bool{}
+		ready := map[model.Key]bool{}
 		for _, row := range rows {
-			ready[row.Key()] = row.Status == state.StatusReady
+			ready[row.Key()] = row.Status == model.StatusReady
 		}
 		for _, x := range prs {
-			for ready[state.Key{Repo: x.repo, Number: x.n}] {
+			for ready[model.Key{Repo: x.repo, Number: x.n}] {
 				cs := w.gh.Comments(x.repo, x.n)
 				if len(cs) > 0 && strings.Contains(cs[len(cs)-1].Body, "Preview ready") {
 					break

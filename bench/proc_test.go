@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/previewd/previewd/internal/e2e"
-	"github.com/previewd/previewd/internal/promtext"
+	"github.com/previewd/previewd/internal/harness/e2e"
+	"github.com/previewd/previewd/internal/harness/promtext"
 )
 
 // The scenarios that measure the daemon's own memory and CPU run the real

@@ -29,12 +29,13 @@ import (
 	"github.com/previewd/previewd/github"
 	"github.com/previewd/previewd/github/githubfake"
 	"github.com/previewd/previewd/internal/config"
-	"github.com/previewd/previewd/internal/e2e"
-	"github.com/previewd/previewd/internal/pgtest"
-	"github.com/previewd/previewd/internal/promtext"
-	"github.com/previewd/previewd/internal/testbed"
+	"github.com/previewd/previewd/internal/harness/e2e"
+	"github.com/previewd/previewd/internal/harness/pgtest"
+	"github.com/previewd/previewd/internal/harness/promtext"
+	"github.com/previewd/previewd/internal/harness/testbed"
 	"github.com/previewd/previewd/internal/wire"
 	"github.com/previewd/previewd/kube"
+	"github.com/previewd/previewd/reconcile/model"
 	"github.com/previewd/previewd/state"
 )
 
@@ -45,6 +46,7 @@ func TestMain(m *testing.M) {
 		// A finer heap profile than the default 512 KiB sampling.
 		runtime.MemProfileRate = 16 << 10
 	}
+	kube.UseFieldManager()
 	code := m.Run()
 	if binPath != "" && os.Getenv("PREVIEWD_BENCH_BINARY") == "" {
 		_ = os.RemoveAll(filepath.Dir(binPath))
@@ -267,12 +269,12 @@ func (w *world) converge(ctx context.Context, d *wire.Daemon, max int) (cycleSta
 
 func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())/10) / 100 }
 
-func countStatus(t *testing.T, d *wire.Daemon) map[state.Status]int {
+func countStatus(t *testing.T, d *wire.Daemon) map[model.Status]int {
 	ps, err := d.Store.List(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[state.Status]int{}
+	out := map[model.Status]int{}
 	for _, p := range ps {
 		out[p.Status]++
 	}
@@ -289,7 +291,7 @@ type idleResult struct {
 	GOMAXPROCS      int                  `json:"gomaxprocs"`
 	DeploySeconds   float64              `json:"initial_deploy_seconds"`
 	DeployCycles    []cycleStats         `json:"initial_deploy_cycles"`
-	Statuses        map[state.Status]int `json:"statuses_after_deploy"`
+	Statuses        map[model.Status]int `json:"statuses_after_deploy"`
 	Idle            []cycleStats         `json:"idle_cycles"`
 	IdleChargedMax  int                  `json:"idle_charged_max"`
 	IdleRequestsAvg float64              `json:"idle_requests_avg"`
@@ -353,7 +355,7 @@ func TestScale(t *testing.T) {
 	r.Statuses = countStatus(t, d)
 	t.Logf("initial deploy of %d PRs: %.1f s, %d cycles, %d requests (%d charged), statuses %v",
 		r.OpenPRs, r.DeploySeconds, len(all), sum.Requests, sum.Charged, r.Statuses)
-	if r.Statuses[state.StatusReady] != r.OpenPRs {
+	if r.Statuses[model.StatusReady] != r.OpenPRs {
 		t.Errorf("after the initial deploy: %v, want %d ready", r.Statuses, r.OpenPRs)
 	}
 
@@ -574,7 +576,7 @@ func detectionLatency(t *testing.T, ctx context.Context, w *world, p *daemonProc
 	}
 	defer st.Close()
 	type push struct {
-		key state.Key
+		key model.Key
 		sha string
 		at  time.Time
 	}
@@ -595,7 +597,7 @@ func detectionLatency(t *testing.T, ctx context.Context, w *world, p *daemonProc
 		if err := w.gh.Push(repo, num, sha); err != nil {
 			t.Fatal(err)
 		}
-		pushes = append(pushes, push{state.Key{Repo: repo, Number: num}, sha, time.Now()})
+		pushes = append(pushes, push{model.Key{Repo: repo, Number: num}, sha, time.Now()})
 	}
 	for _, x := range pushes {
 		for {
@@ -603,13 +605,13 @@ func detectionLatency(t *testing.T, ctx context.Context, w *world, p *daemonProc
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ok && row.Status == state.StatusReady && row.DeployedSHA == x.sha {
+			if ok && row.Status == model.StatusReady && row.DeployedSHA == x.sha {
 				res.SeenS = append(res.SeenS, round2(row.SHAFirstSeenAt.Sub(x.at).Seconds()))
 				res.StartS = append(res.StartS, round2(row.DeployStartedAt.Sub(x.at).Seconds()))
 				res.ReadyS = append(res.ReadyS, round2(row.ReadyAt.Sub(x.at).Seconds()))
 				break
 			}
-			if ok && row.DesiredSHA == x.sha && row.Status == state.StatusFailed && row.NextAttemptAt.IsZero() {
+			if ok && row.DesiredSHA == x.sha && row.Status == model.StatusFailed && row.NextAttemptAt.IsZero() {
 				t.Fatalf("%s failed at %s: %s", x.key, x.sha[:7], row.LastError)
 			}
 			if ctx.Err() != nil {
@@ -707,7 +709,7 @@ func compareObserve(t *testing.T, ctx context.Context, w *world, instance string
 		t.Fatal(err)
 	}
 	ns := &kube.Namespaces{Client: kc, Instance: instance}
-	measure := func(cl *wire.Cluster) observeCost {
+	measure := func(cl *kube.Cluster) observeCost {
 		if _, err := cl.Observe(ctx, nil); err != nil { // warm: the index's first read
 			t.Fatal(err)
 		}
@@ -722,8 +724,8 @@ func compareObserve(t *testing.T, ctx context.Context, w *world, instance string
 		return observeCost{Calls: calls, WallMS: round1(ms(time.Since(t0)) / n), CPUMS: round1(ms(cpuTime()-cpu0) / n),
 			APIRequests: float64(reqs.Load()) / n}
 	}
-	full = measure(&wire.Cluster{Client: kc, Namespaces: ns, Releases: &kube.Releases{RESTConfig: rc}})
-	indexed = measure(&wire.Cluster{Client: kc, Namespaces: ns, Releases: &kube.Releases{RESTConfig: rc}, Records: &kube.RecordIndex{RESTConfig: rc}})
+	full = measure(&kube.Cluster{Client: kc, Namespaces: ns, Releases: &kube.Releases{RESTConfig: rc}})
+	indexed = measure(&kube.Cluster{Client: kc, Namespaces: ns, Releases: &kube.Releases{RESTConfig: rc}, Records: &kube.RecordIndex{RESTConfig: rc}})
 	return full, indexed
 }
 

@@ -346,13 +346,34 @@ func TestNewValidatesOptions(t *testing.T) {
 	if c.gh.BaseURL.String() != DefaultBaseURL || c.spacing != DefaultMutationSpacing || c.http.Timeout != DefaultHTTPTimeout {
 		t.Fatalf("defaults: %s %s %s", c.gh.BaseURL, c.spacing, c.http.Timeout)
 	}
-	// Two clients may share a registry.
+	// A registry takes one client's metrics.
 	reg := prometheus.NewRegistry()
-	for range 2 {
-		c, err := New(Options{Token: "t", Registerer: reg})
-		if err != nil {
-			t.Fatal(err)
-		}
+	c, err = New(Options{Token: "t", Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c, err = New(Options{Token: "t", Registerer: reg})
+	if err == nil {
 		c.Close()
+		t.Fatal("a second client registered its metrics on the same registry")
+	}
+	if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok || !strings.Contains(err.Error(), "registering GitHub metrics") {
+		t.Fatalf("second client: err = %v, want a wrapped AlreadyRegisteredError", err)
+	}
+
+	// A failed New registers nothing.
+	reg = prometheus.NewRegistry()
+	if c, err := New(Options{App: &AppAuth{InstallationID: 2, PrivateKey: keyPEM}, Registerer: reg}); err == nil {
+		c.Close()
+		t.Fatal("accepted an App without id")
+	}
+	reg.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "previewd_github_rate_limit_remaining", Help: "taken"}))
+	if c, err := New(Options{Token: "t", Registerer: reg}); err == nil {
+		c.Close()
+		t.Fatal("registered on a registry that has previewd_github_rate_limit_remaining")
+	}
+	if mfs, err := reg.Gather(); err != nil || len(mfs) != 1 {
+		t.Fatalf("registry after failed New: %d families, %v; want only the gauge registered before", len(mfs), err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	gh "github.com/google/go-github/v66/github"
+
+	"github.com/previewd/previewd/internal/redact"
 )
 
 // Errors of the Client; test them with errors.Is.
@@ -80,8 +81,8 @@ type Client struct {
 	log     *slog.Logger
 
 	appID    int64
-	botLogin string // Options.BotLogin
-	secrets  []string
+	botLogin string              // Options.BotLogin
+	redactor func(string) string // redact.New with the token
 
 	spacing time.Duration
 	backoff time.Duration
@@ -183,7 +184,7 @@ func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, i
 		case failUnavailable:
 			if attempt < attempts {
 				wait := c.backoff << (attempt - 1)
-				c.log.Debug("retrying GitHub request", "method", method, "path", path, "attempt", attempt+1, "wait", wait, "error", c.redact(err.Error()))
+				c.log.Debug("retrying GitHub request", "method", method, "path", path, "attempt", attempt+1, "wait", wait, "err", c.redact(err.Error()))
 				if err := c.sleep(ctx, wait); err != nil {
 					return nil, err
 				}
@@ -364,24 +365,13 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Patterns of credentials that must never leave the package in an error or
-// a log record (defence in depth: the messages built here carry none).
-var secretPatterns = []*regexp.Regexp{
-	regexp.MustCompile(`(?i)(authorization["']?\s*[:=]\s*["']?)(bearer|token|basic)?\s*[^\s"',;]+`),
-	regexp.MustCompile(`(?i)\b(bearer|token)\s+[A-Za-z0-9_\-.=]{20,}`),
-	regexp.MustCompile(`\b(gh[pousr]_[A-Za-z0-9_]{16,}|github_pat_[A-Za-z0-9_]{20,})`),
-	regexp.MustCompile(`eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*`),
-	regexp.MustCompile(`-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)`),
-}
-
+// redact removes the client's credentials and whatever else looks like
+// one (defence in depth: the messages built here carry none).
 func (c *Client) redact(s string) string {
-	for _, sec := range c.secrets {
-		s = strings.ReplaceAll(s, sec, "[REDACTED]")
+	if c.redactor == nil {
+		return redact.String(s)
 	}
-	for _, re := range secretPatterns {
-		s = re.ReplaceAllString(s, "[REDACTED]")
-	}
-	return s
+	return c.redactor(s)
 }
 
 // redactedError is what the exported methods return: the message is

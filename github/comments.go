@@ -10,18 +10,17 @@ import (
 	"unicode/utf8"
 
 	gh "github.com/google/go-github/v66/github"
+
+	"github.com/previewd/previewd/github/ghlimits"
 )
 
-// MaxCommentLength is GitHub's limit on a comment body, in characters.
-const MaxCommentLength = 65536
-
-// trimNote ends a body that was trimmed to fit MaxCommentLength.
+// trimNote ends a body that was trimmed to fit ghlimits.MaxCommentLength.
 const trimNote = "\n\n… (trimmed to fit GitHub's comment size limit)\n"
 
 // UpsertComment keeps previewd's one comment on a pull request and returns
 // its id. body must contain marker, a hidden HTML comment that identifies
 // the comment (e.g. "<!-- previewd:acme/web#12 -->"); a body over
-// MaxCommentLength characters is trimmed, keeping the marker.
+// [ghlimits.MaxCommentLength] characters is trimmed, keeping the marker.
 //
 // With knownID > 0 that comment is edited. When it is gone (a human deleted
 // it) or knownID is 0, the comments of the pull request are listed, every
@@ -176,9 +175,9 @@ func (c *Client) identity(ctx context.Context) (identity, error) {
 	case ctx.Err() != nil, errors.Is(err, ErrUnavailable), errors.Is(err, ErrRateLimited):
 		return identity{}, err
 	case c.appID != 0:
-		c.log.Warn("cannot determine the GitHub App's bot login (set Options.BotLogin); matching comments by marker and App id", "error", c.redact(err.Error()))
+		c.log.Warn("cannot determine the GitHub App's bot login (set Options.BotLogin); matching comments by marker and App id", "err", c.redact(err.Error()))
 	default:
-		c.log.Warn("cannot determine previewd's GitHub login (set Options.BotLogin); matching comments by marker only", "error", c.redact(err.Error()))
+		c.log.Warn("cannot determine previewd's GitHub login (set Options.BotLogin); matching comments by marker only", "err", c.redact(err.Error()))
 	}
 	c.ident = &id
 	return id, nil
@@ -208,13 +207,14 @@ func (c *Client) fetchLogin(ctx context.Context) (string, error) {
 	return app.GetSlug() + "[bot]", nil
 }
 
-// trimComment cuts a body over MaxCommentLength characters, ends it with a
-// note and keeps the marker.
+// trimComment cuts a body over ghlimits.MaxCommentLength characters, ends
+// it with a note and keeps the marker. It is previewd's one comment
+// trimmer: callers may pass bodies of any length.
 func trimComment(body, marker string) (string, error) {
-	if utf8.RuneCountInString(body) <= MaxCommentLength {
+	if utf8.RuneCountInString(body) <= ghlimits.MaxCommentLength {
 		return body, nil
 	}
-	budget := MaxCommentLength - utf8.RuneCountInString(trimNote) - utf8.RuneCountInString(marker) - 1
+	budget := ghlimits.MaxCommentLength - utf8.RuneCountInString(trimNote) - utf8.RuneCountInString(marker) - 1
 	if budget <= 0 {
 		return "", fmt.Errorf("marker is too long (%d characters)", utf8.RuneCountInString(marker))
 	}

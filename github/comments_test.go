@@ -7,6 +7,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/previewd/previewd/github/ghlimits"
 	"github.com/previewd/previewd/github/githubfake"
 )
 
@@ -180,7 +181,7 @@ func TestUpsertCommentTrimsLongBodies(t *testing.T) {
 				if c.ID != id {
 					continue
 				}
-				if l := utf8.RuneCountInString(c.Body); l > MaxCommentLength || l < MaxCommentLength-100 {
+				if l := utf8.RuneCountInString(c.Body); l > ghlimits.MaxCommentLength || l < ghlimits.MaxCommentLength-100 {
 					t.Fatalf("stored %d characters", l)
 				}
 				if !strings.Contains(c.Body, marker) || !strings.Contains(c.Body, "trimmed") {
@@ -199,15 +200,15 @@ func TestTrimComment(t *testing.T) {
 		t.Fatalf("short body changed: %q %v", got, err)
 	}
 	// A cut inside an HTML comment must not hide the note and the marker.
-	body := strings.Repeat("a", MaxCommentLength-200) + "<!-- " + strings.Repeat("b", 500) + " -->" + marker
+	body := strings.Repeat("a", ghlimits.MaxCommentLength-200) + "<!-- " + strings.Repeat("b", 500) + " -->" + marker
 	got, err := trimComment(body, marker)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if utf8.RuneCountInString(got) > MaxCommentLength || !strings.HasSuffix(got, marker+"\n") || strings.Contains(got, "<!-- b") {
+	if utf8.RuneCountInString(got) > ghlimits.MaxCommentLength || !strings.HasSuffix(got, marker+"\n") || strings.Contains(got, "<!-- b") {
 		t.Fatalf("trimmed = ...%q", got[len(got)-300:])
 	}
-	if _, err := trimComment(strings.Repeat("m", MaxCommentLength+1), strings.Repeat("m", MaxCommentLength+1)); err == nil {
+	if _, err := trimComment(strings.Repeat("m", ghlimits.MaxCommentLength+1), strings.Repeat("m", ghlimits.MaxCommentLength+1)); err == nil {
 		t.Fatal("a marker longer than the limit was accepted")
 	}
 }

@@ -17,6 +17,8 @@ import (
 	gh "github.com/google/go-github/v66/github"
 	"github.com/gregjones/httpcache"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/previewd/previewd/internal/redact"
 )
 
 // DefaultBaseURL is the API of github.com.
@@ -53,7 +55,8 @@ type Options struct {
 	// RetryBackoff is the wait before the first retry of a GET after a 5xx
 	// or a network error, doubled for the second; DefaultRetryBackoff when 0.
 	RetryBackoff time.Duration
-	// Registerer receives the metrics; nil means no metrics.
+	// Registerer receives the metrics; nil means no metrics. A registry
+	// takes the metrics of one Client: New fails on one that has them.
 	Registerer prometheus.Registerer
 	// Log receives the client's records; nil discards them.
 	Log *slog.Logger
@@ -109,10 +112,7 @@ func New(opts Options) (*Client, error) {
 	backoff := cmpOr(opts.RetryBackoff, DefaultRetryBackoff)
 	timeout := cmpOr(opts.HTTPTimeout, DefaultHTTPTimeout)
 
-	m, err := newMetrics(opts.Registerer)
-	if err != nil {
-		return nil, err
-	}
+	m := newMetrics()
 
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 4
@@ -130,7 +130,7 @@ func New(opts Options) (*Client, error) {
 	var auth http.RoundTripper
 	var identity string
 	if token != "" {
-		c.secrets = append(c.secrets, token)
+		c.redactor = redact.New(token)
 		auth = &tokenAuth{host: base.Host, token: token, next: transport}
 		identity = "token\x00" + token
 	} else {
@@ -170,6 +170,10 @@ func New(opts Options) (*Client, error) {
 			MarkCachedResponses: true,
 		},
 		Timeout: timeout,
+	}
+	// After every check, so that a failed New leaves the registry as it was.
+	if err := m.register(opts.Registerer); err != nil {
+		return nil, err
 	}
 	c.gh = gh.NewClient(nil)
 	c.gh.BaseURL = base

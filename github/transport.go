@@ -30,7 +30,7 @@ type metrics struct {
 	remaining prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics() *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "previewd_github_requests_total",
@@ -44,24 +44,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, o := range outcomes {
 		m.requests.WithLabelValues(o)
 	}
+	return m
+}
+
+// register registers the metrics on reg (none when nil): all of them or,
+// with an error, none.
+func (m *metrics) register(reg prometheus.Registerer) error {
 	if reg == nil {
-		return m, nil
+		return nil
 	}
-	if err := reg.Register(m.requests); err != nil {
-		are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err)
-		if !ok {
-			return nil, fmt.Errorf("github: registering previewd_github_requests_total: %w", err)
+	cs := []prometheus.Collector{m.requests, m.remaining}
+	for i, c := range cs {
+		if err := reg.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
+			return fmt.Errorf("registering GitHub metrics: %w", err)
 		}
-		m.requests = are.ExistingCollector.(*prometheus.CounterVec)
 	}
-	if err := reg.Register(m.remaining); err != nil {
-		are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err)
-		if !ok {
-			return nil, fmt.Errorf("github: registering previewd_github_rate_limit_remaining: %w", err)
-		}
-		m.remaining = are.ExistingCollector.(prometheus.Gauge)
-	}
-	return m, nil
+	return nil
 }
 
 // tokenAuth adds a personal access token, only to requests for the API host

@@ -6,5 +6,5 @@
 //
 // It makes no decisions about whether to act; the reconciler does. It does
 // enforce ownership: a namespace without previewd's labels for the
-// configured instance is never adopted and never deleted (ErrNotOwned).
+// configured instance is never adopted and never deleted (model.ErrNotOwned).
 package kube

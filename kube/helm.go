@@ -18,13 +18,9 @@ import (
 	release "helm.sh/helm/v4/pkg/release/v1"
 	"helm.sh/helm/v4/pkg/storage/driver"
 	"k8s.io/client-go/rest"
-)
 
-// ErrLocked: the release's last revision is pending-install,
-// pending-upgrade, pending-rollback or uninstalling, i.e. an operation is
-// under way or a process died in the middle of one. The caller decides
-// whether the lock is stale and calls Releases.Unlock.
-var ErrLocked = errors.New("release locked by an unfinished operation")
+	"github.com/previewd/previewd/reconcile/model"
+)
 
 // FieldManager is the server-side apply field manager of every object
 // previewd's Helm releases write. Helm 4 otherwise names the manager after
@@ -33,7 +29,10 @@ var ErrLocked = errors.New("release locked by an unfinished operation")
 // every field the first one set.
 const FieldManager = "previewd"
 
-func init() { helmkube.ManagedFieldsManager = FieldManager }
+// UseFieldManager makes FieldManager the server-side apply field manager of
+// the Helm SDK, a process-wide setting: the program calls it once where it
+// starts (cmd/previewd, the test harness), before any release is applied.
+func UseFieldManager() { helmkube.ManagedFieldsManager = FieldManager }
 
 const (
 	defaultMaxHistory  = 5
@@ -42,32 +41,6 @@ const (
 	abandonTimeout = 10 * time.Second
 	storageDriver  = "secret"
 )
-
-// Release is the state of a Helm release (its newest revision).
-type Release struct {
-	// Exists is false when the namespace holds no revision of the release.
-	Exists    bool
-	Name      string
-	Namespace string
-	// Status is Helm's: deployed, failed, pending-install, pending-upgrade,
-	// pending-rollback, uninstalling, uninstalled, superseded, unknown.
-	Status   string
-	Revision int
-	// Updated is when the revision was last deployed (for uninstalling:
-	// when deletion started). For a pending revision: since when it is.
-	Updated     time.Time
-	Description string
-	// Values are the user-supplied values of the revision (not merged
-	// with the chart's defaults). Read back from storage, numbers are
-	// float64 (JSON).
-	Values       map[string]any
-	ChartName    string
-	ChartVersion string
-}
-
-// Locked reports whether the release is in a state that blocks
-// InstallOrUpgrade (ErrLocked).
-func (r Release) Locked() bool { return r.Exists && lockedStatus(rcommon.Status(r.Status)) }
 
 func lockedStatus(s rcommon.Status) bool {
 	return s.IsPending() || s == rcommon.StatusUninstalling
@@ -150,11 +123,11 @@ func (r *Releases) config(ctx context.Context, namespace string) (*action.Config
 }
 
 // Get returns the newest revision of release name in namespace. A release
-// that does not exist is Release{Exists: false} and no error.
-func (r *Releases) Get(ctx context.Context, namespace, name string) (Release, error) {
+// that does not exist is model.Release{Exists: false} and no error.
+func (r *Releases) Get(ctx context.Context, namespace, name string) (model.Release, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	none := Release{Name: name, Namespace: namespace}
+	none := model.Release{Name: name, Namespace: namespace}
 	cfg, err := r.config(ctx, namespace)
 	if err != nil {
 		return none, err
@@ -174,13 +147,13 @@ func (r *Releases) Get(ctx context.Context, namespace, name string) (Release, er
 // wait for the release's workloads (WaitReady does, failing fast); it does
 // not roll back on failure (a failed revision stays failed and the next
 // call upgrades it). A locked release (pending-*, uninstalling) is not
-// touched: the error wraps ErrLocked and the returned Release describes it.
+// touched: the error wraps model.ErrLocked and the returned Release describes it.
 //
 // If ctx ends (or Timeout passes) during the operation, no further request
 // is sent, and a revision left pending by this call is marked failed, so the
 // next call can upgrade without Unlock.
-func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (Release, error) {
-	none := Release{Name: req.Name, Namespace: req.Namespace}
+func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (model.Release, error) {
+	none := model.Release{Name: req.Name, Namespace: req.Namespace}
 	if req.Namespace == "" || req.Name == "" || req.ChartPath == "" {
 		return none, errors.New("kube: InstallRequest needs Namespace, Name and ChartPath")
 	}
@@ -287,7 +260,7 @@ func (r *Releases) opError(parent, opCtx context.Context, verb string, req Insta
 	case opCtx.Err() != nil:
 		return fmt.Errorf("%s: %w: %w", what, context.Cause(opCtx), opCtx.Err())
 	case strings.Contains(err.Error(), "another operation (install/upgrade/rollback) is in progress"):
-		return fmt.Errorf("%s: %w: %w", what, ErrLocked, err)
+		return fmt.Errorf("%s: %w: %w", what, model.ErrLocked, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
@@ -322,13 +295,13 @@ func (r *Releases) abandon(parent context.Context, namespace, name string, revis
 	log := r.log().With("namespace", namespace, "release", name, "revision", revision)
 	cfg, err := r.config(ctx, namespace)
 	if err != nil {
-		log.Warn("cannot mark abandoned release failed", "error", err)
+		log.Warn("cannot mark abandoned release failed", "err", err)
 		return
 	}
 	got, err := cfg.Releases.Get(name, revision)
 	if err != nil {
 		if !errors.Is(err, driver.ErrReleaseNotFound) {
-			log.Warn("cannot read abandoned release", "error", err)
+			log.Warn("cannot read abandoned release", "err", err)
 		}
 		return
 	}
@@ -338,7 +311,7 @@ func (r *Releases) abandon(parent context.Context, namespace, name string, revis
 	}
 	rel.SetStatus(rcommon.StatusFailed, fmt.Sprintf("previewd abandoned the operation: %v", cause))
 	if err := cfg.Releases.Update(rel); err != nil {
-		log.Warn("cannot mark abandoned release failed; it stays locked", "error", err)
+		log.Warn("cannot mark abandoned release failed; it stays locked", "err", err)
 		return
 	}
 	log.Info("marked abandoned release failed", "cause", cause)
@@ -436,7 +409,7 @@ func lastRevision(cfg *action.Configuration, name string) (*release.Release, err
 func lockedError(last *release.Release) error {
 	return fmt.Errorf("release %s/%s revision %d is %s since %s (%s): %w",
 		last.Namespace, last.Name, last.Version, last.Info.Status,
-		last.Info.LastDeployed.UTC().Format(time.RFC3339), last.Info.Description, ErrLocked)
+		last.Info.LastDeployed.UTC().Format(time.RFC3339), last.Info.Description, model.ErrLocked)
 }
 
 func asV1(r ri.Releaser) (*release.Release, error) {
@@ -451,20 +424,21 @@ func asV1(r ri.Releaser) (*release.Release, error) {
 	return nil, fmt.Errorf("unsupported release type %T", r)
 }
 
-func releaseOr(r ri.Releaser, none Release) Release {
+func releaseOr(r ri.Releaser, none model.Release) model.Release {
 	if rel, err := asV1(r); err == nil && rel != nil && rel.Info != nil {
 		return toRelease(rel)
 	}
 	return none
 }
 
-func toRelease(rel *release.Release) Release {
-	out := Release{
+func toRelease(rel *release.Release) model.Release {
+	out := model.Release{
 		Exists:    true,
 		Name:      rel.Name,
 		Namespace: rel.Namespace,
 		Revision:  rel.Version,
 		Values:    rel.Config,
+		SHA:       imageTag(rel.Config),
 	}
 	if rel.Info != nil {
 		out.Status = string(rel.Info.Status)
@@ -512,4 +486,11 @@ func copyValue(x any) any {
 		return s
 	}
 	return x
+}
+
+// imageTag is the image tag a revision deployed (values image.tag).
+func imageTag(values map[string]any) string {
+	img, _ := values["image"].(map[string]any)
+	tag, _ := img["tag"].(string)
+	return tag
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/previewd/previewd/reconcile/model"
 	"go.uber.org/goleak"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
@@ -156,8 +157,8 @@ func TestReleasesLockedAndUnlock(t *testing.T) {
 			putRelease(t, store, 2, status)
 
 			rel, err := r.InstallOrUpgrade(ctx, req(previewValues("new", "main")))
-			if !errors.Is(err, ErrLocked) {
-				t.Fatalf("InstallOrUpgrade = %v, want ErrLocked", err)
+			if !errors.Is(err, model.ErrLocked) {
+				t.Fatalf("InstallOrUpgrade = %v, want model.ErrLocked", err)
 			}
 			if !rel.Locked() || rel.Status != string(status) || rel.Revision != 2 || time.Since(rel.Updated) < time.Hour {
 				t.Errorf("locked release = %+v", rel)

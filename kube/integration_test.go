@@ -19,10 +19,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/previewd/previewd/internal/testbed"
+	"github.com/previewd/previewd/internal/harness/testbed"
+	"github.com/previewd/previewd/reconcile/model"
 )
 
-func TestMain(m *testing.M) { testbed.Main(m) }
+func TestMain(m *testing.M) {
+	UseFieldManager()
+	testbed.Main(m)
+}
 
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -78,7 +82,7 @@ func TestSmokeTestBed(t *testing.T) {
 	namespaces := &Namespaces{Client: c.Client, Instance: "itest-smoke", Log: log}
 	releases := &Releases{RESTConfig: c.RESTConfig, Log: log}
 	nsName := NamespaceName("acme/web", number)
-	rel := ReleaseName("acme/web")
+	rel := ReleaseName
 	selector := "app.kubernetes.io/instance=" + rel
 
 	// Namespace.
@@ -232,12 +236,12 @@ func TestOwnershipForeignNamespace(t *testing.T) {
 	n := &Namespaces{Client: c.Client, Instance: "itest-owner", Log: testLogger(t)}
 
 	err := n.Ensure(ctx, name, "acme/foreign", number)
-	if !errors.Is(err, ErrNotOwned) || !strings.Contains(err.Error(), LabelManagedBy) {
-		t.Errorf("Ensure = %v, want ErrNotOwned naming %s", err, LabelManagedBy)
+	if !errors.Is(err, model.ErrNotOwned) || !strings.Contains(err.Error(), LabelManagedBy) {
+		t.Errorf("Ensure = %v, want model.ErrNotOwned naming %s", err, LabelManagedBy)
 	}
 	err = n.Delete(ctx, name)
-	if !errors.Is(err, ErrNotOwned) {
-		t.Errorf("Delete = %v, want ErrNotOwned", err)
+	if !errors.Is(err, model.ErrNotOwned) {
+		t.Errorf("Delete = %v, want model.ErrNotOwned", err)
 	}
 	ns, err := c.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 	if err != nil || ns.DeletionTimestamp != nil || len(ns.Labels[LabelManagedBy]) > 0 {
@@ -314,7 +318,7 @@ func TestListOwnedOnAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]Namespace{
+	want := map[string]model.Namespace{
 		a: {Name: a, Repo: "acme/list-a", Number: base + 1},
 		b: {Name: b, Repo: "acme/List.B", Number: base + 2},
 	}
@@ -330,7 +334,7 @@ func TestListOwnedOnAPIServer(t *testing.T) {
 }
 
 // TestReleaseLockedRecovery: a process that died mid-upgrade leaves the
-// release pending; InstallOrUpgrade refuses with ErrLocked, Unlock
+// release pending; InstallOrUpgrade refuses with model.ErrLocked, Unlock
 // uninstalls, and the next InstallOrUpgrade installs afresh.
 func TestReleaseLockedRecovery(t *testing.T) {
 	c := testbed.Kube(t)
@@ -362,8 +366,8 @@ func TestReleaseLockedRecovery(t *testing.T) {
 	}
 
 	got, err := r.InstallOrUpgrade(ctx, request)
-	if !errors.Is(err, ErrLocked) {
-		t.Fatalf("InstallOrUpgrade on a pending release = %v, want ErrLocked", err)
+	if !errors.Is(err, model.ErrLocked) {
+		t.Fatalf("InstallOrUpgrade on a pending release = %v, want model.ErrLocked", err)
 	}
 	if !got.Locked() || got.Status != "pending-upgrade" || got.Revision != 2 || time.Since(got.Updated) < 9*time.Minute {
 		t.Errorf("locked release = %+v", got)

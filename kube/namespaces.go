@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/previewd/previewd/reconcile/model"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,18 +25,6 @@ const (
 	defaultPoll          = 500 * time.Millisecond
 	deleteAttempts       = 3
 )
-
-// Namespace is a namespace previewd owns, as ListOwned sees it.
-type Namespace struct {
-	Name string
-	// Repo is the exact "owner/name" from AnnotationRepository.
-	Repo string
-	// Number is the pull request number from LabelPR (0 if unreadable).
-	Number int
-	// Terminating: deletion has started (deletionTimestamp is set).
-	Terminating bool
-	Created     time.Time
-}
 
 // Namespaces creates, lists and deletes the namespaces that previewd owns.
 // The zero value is not usable: Client and Instance are required.
@@ -85,11 +74,11 @@ func (n *Namespaces) Selector() string {
 
 // ListOwned lists the namespaces that carry this instance's ownership
 // labels, sorted by name.
-func (n *Namespaces) ListOwned(ctx context.Context) ([]Namespace, error) {
+func (n *Namespaces) ListOwned(ctx context.Context) ([]model.Namespace, error) {
 	if err := n.check(); err != nil {
 		return nil, err
 	}
-	var out []Namespace
+	var out []model.Namespace
 	opts := metav1.ListOptions{LabelSelector: n.Selector(), Limit: 500}
 	for {
 		list, err := n.Client.CoreV1().Namespaces().List(ctx, opts)
@@ -114,9 +103,9 @@ func (n *Namespaces) ListOwned(ctx context.Context) ([]Namespace, error) {
 
 // NamespaceOf describes a namespace previewd owns from its labels and
 // annotation.
-func NamespaceOf(ns *corev1.Namespace) Namespace {
+func NamespaceOf(ns *corev1.Namespace) model.Namespace {
 	num, _ := strconv.Atoi(ns.Labels[LabelPR])
-	return Namespace{
+	return model.Namespace{
 		Name:        ns.Name,
 		Repo:        ns.Annotations[AnnotationRepository],
 		Number:      num,
@@ -129,7 +118,7 @@ func NamespaceOf(ns *corev1.Namespace) Namespace {
 // name") with previewd's ownership labels and annotation. A namespace that
 // already exists is fine if this instance owns it for the same repository
 // and pull request (ErrTerminating if it is being deleted); otherwise the
-// error wraps ErrNotOwned and names the label or annotation that differs.
+// error wraps model.ErrNotOwned and names the label or annotation that differs.
 func (n *Namespaces) Ensure(ctx context.Context, name, repo string, number int) error {
 	if err := n.check(); err != nil {
 		return err
@@ -183,7 +172,7 @@ func (n *Namespaces) Ensure(ctx context.Context, name, repo string, number int) 
 }
 
 // Delete deletes namespace name and waits until it is gone. It first reads
-// the live object and refuses (ErrNotOwned) unless this instance owns it;
+// the live object and refuses (model.ErrNotOwned) unless this instance owns it;
 // the delete carries a UID precondition, so a namespace re-created by
 // someone else in the meantime is never deleted. Propagation is Foreground.
 // A namespace that does not exist is success.

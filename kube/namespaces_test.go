@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/previewd/previewd/reconcile/model"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -79,10 +80,10 @@ func TestEnsureRefusesWhatIsNotOurs(t *testing.T) {
 		number        int
 		want          error
 	}{
-		{"pr-web-1", "label app.kubernetes.io/managed-by=previewd is missing", 1, ErrNotOwned},
-		{"pr-web-2", `label previewd.dev/instance is "other-instance", not "test"`, 2, ErrNotOwned},
-		{"pr-web-3", `annotation previewd.dev/repository is "someone/web"`, 3, ErrNotOwned},
-		{"pr-web-4", `label previewd.dev/pr is "40"`, 4, ErrNotOwned},
+		{"pr-web-1", "label app.kubernetes.io/managed-by=previewd is missing", 1, model.ErrNotOwned},
+		{"pr-web-2", `label previewd.dev/instance is "other-instance", not "test"`, 2, model.ErrNotOwned},
+		{"pr-web-3", `annotation previewd.dev/repository is "someone/web"`, 3, model.ErrNotOwned},
+		{"pr-web-4", `label previewd.dev/pr is "40"`, 4, model.ErrNotOwned},
 		{"pr-web-5", "pr-web-5", 5, ErrTerminating},
 	}
 	for _, tt := range tests {
@@ -203,8 +204,8 @@ func TestDeleteRefusesForeign(t *testing.T) {
 	})
 	for _, name := range []string{"pr-web-1", "pr-web-2"} {
 		err := n.Delete(context.Background(), name)
-		if !errors.Is(err, ErrNotOwned) {
-			t.Errorf("Delete(%s) = %v, want ErrNotOwned", name, err)
+		if !errors.Is(err, model.ErrNotOwned) {
+			t.Errorf("Delete(%s) = %v, want model.ErrNotOwned", name, err)
 		}
 		if _, err := cs.CoreV1().Namespaces().Get(context.Background(), name, metav1.GetOptions{}); err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -312,8 +313,8 @@ func TestDeleteNeverDeletesAReplacement(t *testing.T) {
 		return false, nil, nil
 	})
 	err := n.Delete(context.Background(), "pr-web-1")
-	if !errors.Is(err, ErrNotOwned) {
-		t.Fatalf("Delete = %v, want ErrNotOwned", err)
+	if !errors.Is(err, model.ErrNotOwned) {
+		t.Fatalf("Delete = %v, want model.ErrNotOwned", err)
 	}
 	ns, err := cs.CoreV1().Namespaces().Get(context.Background(), "pr-web-1", metav1.GetOptions{})
 	if err != nil || ns.UID != "someone-elses" {

@@ -19,12 +19,9 @@ const (
 	fallbackRepo = "repo"
 )
 
-// ReleaseName is the Helm release name of a repository's preview. Every
-// preview lives in its own namespace, so the name is the same for all.
-func ReleaseName(repo string) string {
-	_ = repo
-	return "preview"
-}
+// ReleaseName is the Helm release name of every preview: each lives in a
+// namespace of its own, so one name serves all.
+const ReleaseName = "preview"
 
 // NamespaceName is the namespace of a pull request's preview:
 // pr-<repository name>-<number>, e.g. acme/web #12 → pr-web-12.
@@ -40,7 +37,7 @@ func ReleaseName(repo string) string {
 //
 // Two repositories with the same name under different owners map to the
 // same namespace; Namespaces.Ensure detects that through the repository
-// annotation and refuses (ErrNotOwned).
+// annotation and refuses (model.ErrNotOwned).
 //
 // number is a pull request number (positive); a negative number is written
 // without its sign.

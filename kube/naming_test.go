@@ -70,7 +70,7 @@ func TestNamespaceNameTruncatedNamesDoNotCollide(t *testing.T) {
 }
 
 func TestReleaseName(t *testing.T) {
-	got := ReleaseName("acme/web")
+	got := ReleaseName
 	if got != "preview" || len(got) > 53 || len(validation.IsDNS1123Label(got)) > 0 {
 		t.Errorf("ReleaseName = %q", got)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/previewd/previewd/reconcile/model"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -24,10 +25,6 @@ const (
 )
 
 var (
-	// ErrNotOwned: the namespace exists but does not carry previewd's
-	// ownership labels for this instance (or belongs to another pull
-	// request). It is never adopted and never deleted.
-	ErrNotOwned = errors.New("namespace not owned by this previewd instance")
 	// ErrTerminating: the namespace is being deleted; it cannot host a
 	// preview until it is gone.
 	ErrTerminating = errors.New("namespace is terminating")
@@ -63,5 +60,5 @@ func ownershipProblem(ns *corev1.Namespace, instance string) string {
 }
 
 func notOwnedError(name, instance, problem string) error {
-	return fmt.Errorf("namespace %s: %s (previewd instance %q): %w", name, problem, instance, ErrNotOwned)
+	return fmt.Errorf("namespace %s: %s (previewd instance %q): %w", name, problem, instance, model.ErrNotOwned)
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/previewd/previewd/state"
+	"github.com/previewd/previewd/reconcile/model"
 )
 
 // benchObservation is 1,000 open PRs across 100 repositories: 80% in sync,
@@ -16,8 +16,8 @@ func benchObservation() (Observation, Options) {
 	const repos, perRepo = 100, 10
 	shaOld := strings.Repeat("a", 40)
 	shaNew := strings.Repeat("b", 40)
-	obs := Observation{Cluster: ClusterObservation{Complete: true,
-		Owned: map[string]Namespace{}, Foreign: map[string]bool{}, Releases: map[string]Release{}}}
+	obs := Observation{Cluster: model.ClusterObservation{Complete: true,
+		Owned: map[string]model.Namespace{}, Foreign: map[string]bool{}, Releases: map[string]model.Release{}}}
 	pol := map[string]RepoPolicy{}
 	for r := 0; r < repos; r++ {
 		repo := fmt.Sprintf("acme/svc-%03d", r)
@@ -25,10 +25,10 @@ func benchObservation() (Observation, Options) {
 		ro := RepoObservation{Repo: repo, Complete: true}
 		for n := 1; n <= perRepo+1; n++ {
 			ns := nsFor(repo, n)
-			obs.Cluster.Owned[ns] = Namespace{Name: ns, Repo: repo, Number: n}
-			obs.Cluster.Releases[ns] = Release{Exists: true, Status: "deployed", SHA: shaOld, Updated: now.Add(-time.Hour)}
-			row := state.Preview{Repo: repo, Number: n, Namespace: ns, DesiredSHA: shaOld, DeployedSHA: shaOld,
-				Status: state.StatusReady, Attempts: 1, Branch: "feature", Title: "t", CommentHash: "h"}
+			obs.Cluster.Owned[ns] = model.Namespace{Name: ns, Repo: repo, Number: n}
+			obs.Cluster.Releases[ns] = model.Release{Exists: true, Status: "deployed", SHA: shaOld, Updated: now.Add(-time.Hour)}
+			row := model.Preview{Repo: repo, Number: n, Namespace: ns, DesiredSHA: shaOld, DeployedSHA: shaOld,
+				Status: model.StatusReady, Attempts: 1, Branch: "feature", Title: "t", CommentHash: "h"}
 			if n == perRepo+1 { // closed
 				ro.Closed = append(ro.Closed, Closed{Number: n, Merged: n%2 == 0})
 				obs.Previews = append(obs.Previews, row)
@@ -39,7 +39,7 @@ func benchObservation() (Observation, Options) {
 			case n == 1: // new SHA
 				pr.SHA = shaNew
 			case n == 2 && r%5 == 0: // failed, retries exhausted
-				row.Status, row.Attempts, row.LastError = state.StatusFailed, 3, "readiness: ImagePullBackOff"
+				row.Status, row.Attempts, row.LastError = model.StatusFailed, 3, "readiness: ImagePullBackOff"
 			}
 			ro.Open = append(ro.Open, pr)
 			obs.Previews = append(obs.Previews, row)
@@ -47,7 +47,7 @@ func benchObservation() (Observation, Options) {
 		obs.Repos = append(obs.Repos, ro)
 	}
 	o := Options{Now: now, MaxAttempts: 3, DeployTimeout: 3 * time.Minute, NamespaceFor: nsFor, Policies: pol,
-		CommentHash: func(p state.Preview) string { return "h" }}
+		CommentHash: func(p model.Preview) string { return "h" }}
 	return obs, o
 }
 
@@ -65,7 +65,7 @@ func BenchmarkPlan1000PRs100Repos(b *testing.B) {
 // per row), as the daemon does.
 func BenchmarkPlan1000PRsRealHash(b *testing.B) {
 	obs, o := benchObservation()
-	r := Renderer{MaxAttempts: 3}
+	r := Renderer{maxAttempts: 3}
 	o.CommentHash = r.Hash
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -74,13 +74,13 @@ func BenchmarkPlan1000PRsRealHash(b *testing.B) {
 	}
 }
 
-func benchRow(status state.Status) state.Preview {
-	return state.Preview{Repo: "acme/web", Number: 1234, Namespace: "pr-web-1234", Branch: "feature/some-branch_name",
+func benchRow(status model.Status) model.Preview {
+	return model.Preview{Repo: "acme/web", Number: 1234, Namespace: "pr-web-1234", Branch: "feature/some-branch_name",
 		Title: "Add a thing", DesiredSHA: strings.Repeat("c", 40), DeployedSHA: strings.Repeat("c", 40), Status: status, Attempts: 1}
 }
 
 func BenchmarkRenderCommentReady(b *testing.B) {
-	p := benchRow(state.StatusReady)
+	p := benchRow(model.StatusReady)
 	info := CommentInfo{URL: "https://pr-web-1234.preview.example.com", MaxAttempts: 3}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -89,7 +89,7 @@ func BenchmarkRenderCommentReady(b *testing.B) {
 }
 
 func BenchmarkRenderCommentFailed8KBLogs(b *testing.B) {
-	p := benchRow(state.StatusFailed)
+	p := benchRow(model.StatusFailed)
 	p.Attempts = 3
 	p.LastError = "readiness: container app in CrashLoopBackOff\nback-off 40s restarting failed container\n--- logs ---\n" + crashLogs(" token=ghp_xxxxxxxxxxxxxxxxxxxx")
 	info := CommentInfo{MaxAttempts: 3}
@@ -104,7 +104,7 @@ func BenchmarkRenderCommentFailed8KBLogs(b *testing.B) {
 // BenchmarkRenderCommentFailed8KBLogsNoRedact isolates the rendering from
 // the secret-redaction regexes.
 func BenchmarkRenderCommentFailed8KBLogsNoRedact(b *testing.B) {
-	p := benchRow(state.StatusFailed)
+	p := benchRow(model.StatusFailed)
 	p.Attempts = 3
 	p.LastError = "readiness: container app in CrashLoopBackOff\nback-off 40s restarting failed container\n--- logs ---\n" + crashLogs("")
 	info := CommentInfo{MaxAttempts: 3}
@@ -134,13 +134,13 @@ func benchFailedLogs(b *testing.B, cached bool) {
 	for i := range obs.Previews {
 		if i%10 == 3 {
 			p := &obs.Previews[i]
-			p.Status, p.Attempts = state.StatusFailed, 3
+			p.Status, p.Attempts = model.StatusFailed, 3
 			p.LastError = "readiness: container app in CrashLoopBackOff\n--- logs ---\n" + logs
 			p.UpdatedAt = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 			failed++
 		}
 	}
-	r := Renderer{MaxAttempts: 3}
+	r := Renderer{maxAttempts: 3}
 	o.CommentHash = r.Hash
 	if cached {
 		o.CommentHash = (&HashCache{R: r}).Hash

@@ -9,70 +9,40 @@ import (
 	"sync"
 	"time"
 
-	"github.com/previewd/previewd/internal/config"
-	"github.com/previewd/previewd/state"
+	"github.com/previewd/previewd/internal/redact"
+	"github.com/previewd/previewd/reconcile/model"
+	"github.com/previewd/previewd/reconcile/render"
 )
-
-// ErrLocked is returned by a Cluster's Apply when the release has an
-// operation pending (a process died mid-operation, or another process is
-// at work).
-var ErrLocked = errors.New("release has an operation in progress")
-
-// LockedError is ErrLocked with the time the pending operation started.
-type LockedError struct {
-	Status string
-	Since  time.Time
-	Err    error
-}
-
-func (e *LockedError) Error() string {
-	return fmt.Sprintf("release %s since %s: %v", e.Status, e.Since.UTC().Format(time.RFC3339), e.Err)
-}
-
-// Is makes errors.Is(err, ErrLocked) true.
-func (e *LockedError) Is(target error) bool { return target == ErrLocked }
-
-// Unwrap returns the adapter's error.
-func (e *LockedError) Unwrap() error { return e.Err }
 
 // errLockFresh is a lock too young to be an interrupted operation.
 var errLockFresh = errors.New("release locked by an operation that may still be running")
-
-// ErrNotOwned is returned when a namespace of the preview's name exists and
-// does not carry previewd's ownership labels.
-var ErrNotOwned = errors.New("namespace not owned by previewd")
 
 // AppFailure marks a deploy that failed because the application did not
 // become ready (a reported outcome, not a failure of previewd).
 type AppFailure interface{ AppFailure() bool }
 
-// RepoSpec is what the executor needs of a repository's configuration.
-type RepoSpec struct {
-	Name   string
-	Chart  string
-	Image  string
-	Host   string         // template
-	Values map[string]any // templates
+// Deps are the executor's and the loop's injected dependencies (not
+// settings): the clock, the logger, the metrics and the redaction of
+// messages shown on PRs and logged. Nil members mean: time.Now, discard,
+// none, redact.String.
+type Deps struct {
+	Now     func() time.Time
+	Log     *slog.Logger
+	Metrics *Metrics
+	Redact  func(string) string
 }
 
-// ExecutorOptions configure an Executor.
-type ExecutorOptions struct {
-	Repos         map[string]RepoSpec
-	MaxParallel   int
-	MaxAttempts   int
-	DeployTimeout time.Duration
-	// Backoff is the wait after failed attempt n (1-based): default 2^(n-1) s.
-	Backoff func(n int) time.Duration
-	// HelmTimeout bounds one install/upgrade (not the readiness wait).
-	HelmTimeout time.Duration
-	Now         func() time.Time
-	Log         *slog.Logger
-	Metrics     *Metrics
-	Redact      func(string) string
-}
-
-func (o ExecutorOptions) renderer() Renderer {
-	return Renderer{Repos: o.Repos, MaxAttempts: o.MaxAttempts, Redact: o.Redact}
+func (d Deps) withDefaults() Deps {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Redact == nil {
+		d.Redact = redact.String
+	}
+	return d
 }
 
 // Executor runs plans: one sequence of actions per PR at a time, at most
@@ -80,19 +50,24 @@ func (o ExecutorOptions) renderer() Renderer {
 // the readiness wait of an older one; a Helm operation itself is never
 // interrupted, so no release is left pending by previewd.
 type Executor struct {
-	gh   GitHub
-	cl   Cluster
-	st   Store
-	o    ExecutorOptions
-	sem  chan struct{}
-	log  *slog.Logger
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	busy map[state.Key]*flight
+	gh    GitHub
+	cl    Cluster
+	st    Store
+	s     Settings
+	d     Deps
+	repos map[string]Repo
+	r     Renderer
+	sem   chan struct{}
+	log   *slog.Logger
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	busy  map[model.Key]*flight
 	// commentMu serializes the comment updates of one PR (a late
 	// "deploying" update renders the row as it is by then).
-	commentMu sync.Map // state.Key → *sync.Mutex
+	commentMu sync.Map // model.Key → *sync.Mutex
 	errs      []error
+	// onRetry is told when a failed attempt scheduled its retry.
+	onRetry func(time.Time)
 }
 
 type flight struct {
@@ -103,39 +78,24 @@ type flight struct {
 	done    chan struct{}
 }
 
-// NewExecutor builds an Executor.
-func NewExecutor(gh GitHub, cl Cluster, st Store, o ExecutorOptions) *Executor {
-	if o.MaxParallel < 1 {
-		o.MaxParallel = 4
+// NewExecutor builds an Executor from validated settings.
+func NewExecutor(gh GitHub, cl Cluster, st Store, s Settings, d Deps) (*Executor, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
 	}
-	if o.MaxAttempts < 1 {
-		o.MaxAttempts = 3
+	d = d.withDefaults()
+	repos := make(map[string]Repo, len(s.Repos))
+	for _, r := range s.Repos {
+		repos[r.Name] = r
 	}
-	if o.DeployTimeout <= 0 {
-		o.DeployTimeout = 3 * time.Minute
-	}
-	if o.HelmTimeout <= 0 {
-		o.HelmTimeout = 2 * time.Minute
-	}
-	if o.Backoff == nil {
-		o.Backoff = func(n int) time.Duration { return time.Duration(1<<(n-1)) * time.Second }
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
-	if o.Redact == nil {
-		o.Redact = Redact
-	}
-	return &Executor{gh: gh, cl: cl, st: st, o: o, sem: make(chan struct{}, o.MaxParallel), log: o.Log, busy: map[state.Key]*flight{}}
+	return &Executor{gh: gh, cl: cl, st: st, s: s, d: d, repos: repos, r: NewRenderer(s, d.Redact),
+		sem: make(chan struct{}, s.MaxParallel), log: d.Log, busy: map[model.Key]*flight{}}, nil
 }
 
 // Submit starts the plan's actions in the background, grouped per PR.
 func (e *Executor) Submit(ctx context.Context, actions []Action) {
 	var groups [][]Action
-	idx := map[state.Key]int{}
+	idx := map[model.Key]int{}
 	for _, a := range actions {
 		i, ok := idx[a.Key()]
 		if !ok {
@@ -197,7 +157,7 @@ func (e *Executor) start(ctx context.Context, g []Action) {
 		return // a deletion is already under way
 	}
 	fctx, cancel := context.WithCancel(ctx)
-	f := &flight{sig: sig, sha: sha, started: e.o.Now(), cancel: cancel, done: make(chan struct{})}
+	f := &flight{sig: sig, sha: sha, started: e.d.Now(), cancel: cancel, done: make(chan struct{})}
 	e.busy[key] = f
 	e.wg.Add(1)
 	e.mu.Unlock()
@@ -218,7 +178,7 @@ func (e *Executor) start(ctx context.Context, g []Action) {
 			delete(e.busy, key)
 		}
 		if err != nil && !errors.Is(err, context.Canceled) && len(e.errs) < maxErrs {
-			e.errs = append(e.errs, fmt.Errorf("%s: %s", key, e.o.Redact(err.Error())))
+			e.errs = append(e.errs, fmt.Errorf("%s: %s", key, e.d.Redact(err.Error())))
 		}
 		e.mu.Unlock()
 	}()
@@ -284,7 +244,7 @@ func (e *Executor) runGroup(ctx context.Context, g []Action) error {
 			if errors.Is(err, context.Canceled) {
 				return err
 			}
-			log.Error("action failed", "err", e.o.Redact(err.Error()))
+			log.Error("action failed", "err", e.d.Redact(err.Error()))
 			errs = append(errs, fmt.Errorf("%s: %w", a.Kind, err))
 			if a.Kind == KindUnlock {
 				break
@@ -306,17 +266,17 @@ func (e *Executor) withSlot(ctx context.Context, fn func() error) error {
 
 // values builds the Helm values of a preview: chart defaults previewd sets,
 // then the repository's values, then what previewd owns (image, host, PR).
-func (e *Executor) values(spec RepoSpec, a Action) (map[string]any, error) {
-	data := config.TemplateData{Namespace: a.Namespace, PR: config.PRData{Number: a.Number, SHA: a.SHA}}
+func values(spec Repo, a Action) (map[string]any, error) {
+	data := render.Data{Namespace: a.Namespace, PR: render.PR{Number: a.Number, SHA: a.SHA}}
 	if a.PR != nil {
 		data.PR.Branch, data.PR.Title = a.PR.Branch, a.PR.Title
 	}
-	host, err := config.Render(spec.Host, data)
+	host, err := spec.Host.Render(data)
 	if err != nil {
 		return nil, err
 	}
 	data.Host = host
-	repoValues, err := config.RenderValues(spec.Values, data)
+	repoValues, err := spec.Values.Render(data)
 	if err != nil {
 		return nil, err
 	}
@@ -354,127 +314,132 @@ func merge(dst, src map[string]any) {
 	}
 }
 
+// deploy runs one attempt of the plan's deploy or verify: the plan owns
+// the retry budget and the schedule (a.Attempt, a.RetryAfter); the
+// executor records the outcome and, after a failure, the time of the
+// retry the plan scheduled.
 func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error {
-	spec, ok := e.o.Repos[a.Repo]
-	if !ok {
-		return fmt.Errorf("repository %s is not configured", a.Repo)
-	}
 	key := a.Key()
 	branch, title := "", ""
 	if a.PR != nil {
 		branch, title = a.PR.Branch, a.PR.Title
 	}
-	row, err := e.st.Observe(ctx, key, a.Namespace, branch, title, a.SHA, e.o.Now())
+	row, err := e.st.RecordOpen(ctx, key, model.Open{Namespace: a.Namespace, Branch: branch, Title: title, SHA: a.SHA, Now: e.d.Now()})
 	if err != nil {
 		return err
 	}
-	values, err := e.values(spec, a)
-	if err != nil {
-		return e.finishHard(ctx, key, a.SHA, fmt.Errorf("rendering values: %w", err))
-	}
-	if row.Status == state.StatusReady && row.DeployedSHA == a.SHA && row.ReadyAt.After(a.PlannedAt) && !a.PlannedAt.IsZero() {
+	if row.Status == model.StatusReady && row.DeployedSHA == a.SHA && row.ReadyAt.After(a.PlannedAt) && !a.PlannedAt.IsZero() {
 		log.Debug("already ready since the plan was made; nothing to do")
 		return nil
 	}
-	failed, err := e.failures(ctx, key, a.SHA, row.SHAFirstSeenAt)
+	attempt, err := e.st.StartAttempt(ctx, key, a.SHA, e.d.Now())
 	if err != nil {
 		return err
 	}
-	if failed >= e.o.MaxAttempts {
-		// Attempts ran out (the last one's outcome was lost in a crash).
-		return e.finishHard(ctx, key, a.SHA, fmt.Errorf("no attempts left for %s after %d failures", short(a.SHA), failed))
+	// The "deploying" comment does not hold up the deploy: GitHub
+	// mutations are spaced (secondary limits), and a burst of new PRs
+	// would otherwise start one per spacing interval.
+	e.commentAsync(ctx, key)
+	started := e.d.Now()
+	log.Info("deploying", "attempt", a.Attempt, "of", e.s.MaxAttempts, "reason", a.Reason)
+	err = e.withSlot(ctx, func() error { return e.attempt(ctx, log, a) })
+	now := e.d.Now()
+	finish := func(f model.Finish) error {
+		err := e.st.FinishAttempt(context.WithoutCancel(ctx), key, a.SHA, attempt, f, now)
+		if errors.Is(err, model.ErrStale) {
+			return nil // a newer SHA or a deletion took over
+		}
+		return err
 	}
-	for n := failed + 1; n <= e.o.MaxAttempts; n++ {
-		attempt, err := e.st.StartAttempt(ctx, key, a.SHA, e.o.Now())
-		if err != nil {
+	switch {
+	case err == nil:
+		if err := finish(model.Finish{Outcome: model.OutcomeReady}); err != nil {
 			return err
 		}
-		// The "deploying" comment does not hold up the deploy: GitHub
-		// mutations are spaced (secondary limits), and a burst of new PRs
-		// would otherwise start one per spacing interval.
-		e.commentAsync(ctx, key)
-		started := e.o.Now()
-		log.Info("deploying", "attempt", n, "reason", a.Reason)
-		err = e.withSlot(ctx, func() error { return e.attempt(ctx, log, a, spec, values) })
-		now := e.o.Now()
-		switch {
-		case err == nil:
-			if err := e.st.FinishAttempt(ctx, key, a.SHA, attempt, state.OutcomeReady, "", now, time.Time{}); err != nil && !errors.Is(err, state.ErrStale) {
-				return err
-			}
-			e.o.Metrics.deployFinished("ready", now.Sub(started))
-			if p, ok, _ := e.st.Get(ctx, key); ok && !p.SHAFirstSeenAt.IsZero() {
-				e.o.Metrics.observeLatency(now.Sub(p.SHAFirstSeenAt))
-			}
-			log.Info("preview ready", "took", now.Sub(started).Round(time.Millisecond))
-			return e.comment(ctx, key)
-		case ctx.Err() != nil:
-			// Superseded by a newer SHA or shutting down.
-			_ = e.st.FinishAttempt(context.WithoutCancel(ctx), key, a.SHA, attempt, state.OutcomeCancelled, "cancelled", now, time.Time{})
-			e.o.Metrics.deployFinished("cancelled", now.Sub(started))
-			log.Info("deploy cancelled")
-			return ctx.Err()
-		case errors.Is(err, errLockFresh):
-			// Not a failure of this SHA: someone else's operation may be
-			// running. Retried by a later cycle; unlocked once stale.
-			_ = e.st.FinishAttempt(ctx, key, a.SHA, attempt, state.OutcomeCancelled, e.o.Redact(err.Error()), now, time.Time{})
-			e.o.Metrics.deployFinished("cancelled", now.Sub(started))
-			log.Warn("release locked by a recent operation; will retry", "err", e.o.Redact(err.Error()))
-			return err
-		case errors.Is(err, ErrNotOwned):
-			msg := fmt.Sprintf("namespace %s %s for this PR; previewd will not touch it (%v)", a.Namespace, BlockedText, err)
-			_ = e.st.FinishAttempt(ctx, key, a.SHA, attempt, state.OutcomeFailed, e.o.Redact(msg), now, time.Time{})
-			e.o.Metrics.deployFinished("failed", now.Sub(started))
-			_ = e.comment(ctx, key)
-			return err
+		e.d.Metrics.deployFinished("ready", now.Sub(started))
+		if p, ok, _ := e.st.Get(ctx, key); ok && !p.SHAFirstSeenAt.IsZero() {
+			e.d.Metrics.observeLatency(now.Sub(p.SHAFirstSeenAt))
 		}
-		next := time.Time{}
-		if n < e.o.MaxAttempts {
-			next = now.Add(e.o.Backoff(n))
-		}
-		msg := e.o.Redact(err.Error())
-		if ferr := e.st.FinishAttempt(ctx, key, a.SHA, attempt, state.OutcomeFailed, msg, now, next); ferr != nil && !errors.Is(ferr, state.ErrStale) {
+		log.Info("preview ready", "took", now.Sub(started).Round(time.Millisecond))
+		return e.comment(ctx, key)
+	case ctx.Err() != nil:
+		// Superseded by a newer SHA or shutting down.
+		_ = finish(model.Finish{Outcome: model.OutcomeCancelled, Error: "cancelled"})
+		e.d.Metrics.deployFinished("cancelled", now.Sub(started))
+		log.Info("deploy cancelled")
+		return ctx.Err()
+	case errors.Is(err, errLockFresh):
+		// Not a failure of this SHA: someone else's operation may be
+		// running. Planned again by a later cycle; unlocked once stale.
+		_ = finish(model.Finish{Outcome: model.OutcomeCancelled, Error: e.d.Redact(err.Error())})
+		e.d.Metrics.deployFinished("cancelled", now.Sub(started))
+		log.Warn("release locked by a recent operation; will retry", "err", e.d.Redact(err.Error()))
+		return err
+	case errors.Is(err, model.ErrNotOwned):
+		msg := blockedMessage(a.Namespace)
+		log.Warn("preview blocked: namespace exists and is not owned by previewd; leaving it untouched", "err", e.d.Redact(err.Error()))
+		if ferr := finish(model.Finish{Outcome: model.OutcomeFailed, Blocked: true, Error: msg}); ferr != nil {
 			return ferr
 		}
-		e.o.Metrics.deployFinished("failed", now.Sub(started))
-		log.Warn("deploy failed", "attempt", n, "of", e.o.MaxAttempts, "err", firstLine(msg))
+		e.d.Metrics.deployFinished("failed", now.Sub(started))
 		_ = e.comment(ctx, key)
-		if next.IsZero() {
-			var af AppFailure
-			if errors.As(err, &af) && af.AppFailure() {
-				return nil // reported on the PR; not previewd's failure
-			}
-			return err
-		}
-		select {
-		case <-time.After(time.Until(next)):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return err
 	}
-	return nil
+	next := time.Time{}
+	if a.RetryAfter > 0 {
+		next = now.Add(a.RetryAfter)
+	}
+	msg := e.d.Redact(err.Error())
+	if ferr := finish(model.Finish{Outcome: model.OutcomeFailed, Error: msg, NextAttemptAt: next}); ferr != nil {
+		return ferr
+	}
+	e.d.Metrics.deployFinished("failed", now.Sub(started))
+	log.Warn("deploy failed", "attempt", a.Attempt, "of", e.s.MaxAttempts, "err", firstLine(msg))
+	_ = e.comment(ctx, key)
+	if !next.IsZero() && e.onRetry != nil {
+		e.onRetry(next)
+	}
+	var af AppFailure
+	if errors.As(err, &af) && af.AppFailure() {
+		return nil // reported on the PR; not previewd's failure
+	}
+	return err
 }
 
-// attempt is one try: namespace, Helm operation (never interrupted
-// half-way), readiness (cancellable).
-func (e *Executor) attempt(ctx context.Context, log *slog.Logger, a Action, spec RepoSpec, values map[string]any) error {
+// blockedMessage is what the PR says about a namespace previewd does not
+// own.
+func blockedMessage(ns string) string {
+	return fmt.Sprintf("namespace %s already exists and is not managed by previewd; previewd will not touch it. Delete or rename it to get a preview.", ns)
+}
+
+// attempt is one try: values, namespace, Helm operation (never
+// interrupted half-way), readiness (cancellable).
+func (e *Executor) attempt(ctx context.Context, log *slog.Logger, a Action) error {
+	spec, ok := e.repos[a.Repo]
+	if !ok {
+		return fmt.Errorf("repository %s is not configured", a.Repo)
+	}
+	vals, err := values(spec, a)
+	if err != nil {
+		return fmt.Errorf("rendering values: %w", err)
+	}
 	if err := e.cl.EnsureNamespace(ctx, a.Namespace, a.Repo, a.Number); err != nil {
 		return err
 	}
 	if a.Kind == KindDeploy {
-		helmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.HelmTimeout)
-		err := e.cl.Apply(helmCtx, a.Namespace, spec.Chart, values, e.o.HelmTimeout)
-		var le *LockedError
+		helmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.s.HelmTimeout)
+		err := e.cl.Apply(helmCtx, a.Namespace, spec.Chart, vals, e.s.HelmTimeout)
+		var le *model.LockedError
 		if errors.As(err, &le) {
 			// Nothing of ours runs for this PR (one sequence per PR), but
 			// another process may: only a lock older than the deploy
 			// timeout is an interrupted operation.
-			if age := e.o.Now().Sub(le.Since); age <= e.o.DeployTimeout {
+			if age := e.d.Now().Sub(le.Since); age <= e.s.DeployTimeout {
 				err = fmt.Errorf("%w (%s for %s)", errLockFresh, le.Status, age.Round(time.Second))
 			} else {
 				log.Warn("release locked by an interrupted operation; reinstalling", "status", le.Status, "since", le.Since)
 				if err = e.cl.Unlock(helmCtx, a.Namespace); err == nil {
-					err = e.cl.Apply(helmCtx, a.Namespace, spec.Chart, values, e.o.HelmTimeout)
+					err = e.cl.Apply(helmCtx, a.Namespace, spec.Chart, vals, e.s.HelmTimeout)
 				}
 			}
 		}
@@ -483,33 +448,7 @@ func (e *Executor) attempt(ctx context.Context, log *slog.Logger, a Action, spec
 			return err
 		}
 	}
-	return e.cl.WaitReady(ctx, a.Namespace, e.o.DeployTimeout)
-}
-
-// failures counts the failed attempts at sha since it became desired;
-// cancelled attempts (a newer SHA, a shutdown) do not use up the budget.
-func (e *Executor) failures(ctx context.Context, key state.Key, sha string, since time.Time) (int, error) {
-	atts, err := e.st.Attempts(ctx, key)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, a := range atts {
-		if a.SHA == sha && a.Outcome == state.OutcomeFailed && !a.StartedAt.Before(since) {
-			n++
-		}
-	}
-	return n, nil
-}
-
-func (e *Executor) finishHard(ctx context.Context, key state.Key, sha string, cause error) error {
-	attempt, err := e.st.StartAttempt(ctx, key, sha, e.o.Now())
-	if err != nil {
-		return err
-	}
-	_ = e.st.FinishAttempt(ctx, key, sha, attempt, state.OutcomeFailed, e.o.Redact(cause.Error()), e.o.Now(), time.Time{})
-	_ = e.comment(ctx, key)
-	return cause
+	return e.cl.WaitReady(ctx, a.Namespace, e.s.DeployTimeout)
 }
 
 func (e *Executor) blocked(ctx context.Context, log *slog.Logger, a Action) error {
@@ -517,23 +456,24 @@ func (e *Executor) blocked(ctx context.Context, log *slog.Logger, a Action) erro
 	if a.PR != nil {
 		branch, title = a.PR.Branch, a.PR.Title
 	}
-	if _, err := e.st.Observe(ctx, a.Key(), a.Namespace, branch, title, a.SHA, e.o.Now()); err != nil {
+	if _, err := e.st.RecordOpen(ctx, a.Key(), model.Open{Namespace: a.Namespace, Branch: branch, Title: title, SHA: a.SHA, Now: e.d.Now()}); err != nil {
 		return err
 	}
 	log.Warn("preview blocked: namespace exists and is not owned by previewd; leaving it untouched")
-	msg := fmt.Sprintf("namespace %s already exists and is not managed by previewd; previewd will not touch it. Delete or rename it to get a preview.", a.Namespace)
-	_ = e.finishHard(ctx, a.Key(), a.SHA, errors.New(msg))
-	return nil
+	if err := e.st.Block(ctx, a.Key(), a.SHA, blockedMessage(a.Namespace)); err != nil && !errors.Is(err, model.ErrStale) {
+		return err
+	}
+	return e.comment(ctx, a.Key())
 }
 
 func (e *Executor) delete(ctx context.Context, log *slog.Logger, a Action) error {
 	key := a.Key()
-	now := e.o.Now()
+	now := e.d.Now()
 	row, hasRow, err := e.st.Get(ctx, key)
 	if err != nil {
 		return err
 	}
-	if hasRow && row.Status == state.StatusDeleted && row.UpdatedAt.After(a.PlannedAt) && !a.PlannedAt.IsZero() {
+	if hasRow && row.Status == model.StatusDeleted && row.UpdatedAt.After(a.PlannedAt) && !a.PlannedAt.IsZero() {
 		return nil // deleted since the plan was made
 	}
 	if hasRow {
@@ -546,22 +486,22 @@ func (e *Executor) delete(ctx context.Context, log *slog.Logger, a Action) error
 		e.commentAsync(ctx, key)
 	}
 	log.Info("deleting preview", "reason", a.Reason)
-	started := e.o.Now()
+	started := e.d.Now()
 	// No deploy slot: a deletion costs the API server little, and a
 	// namespace stuck terminating must not hold up deploys.
 	err = e.cl.Delete(ctx, a.Namespace)
-	e.o.Metrics.deletionFinished(err, e.o.Now().Sub(started))
+	e.d.Metrics.deletionFinished(err, e.d.Now().Sub(started))
 	if err != nil {
 		if hasRow {
-			_ = e.st.SetError(ctx, key, e.o.Redact(err.Error()))
+			_ = e.st.SetError(ctx, key, e.d.Redact(err.Error()))
 		}
 		return err
 	}
-	log.Info("preview deleted", "took", e.o.Now().Sub(started).Round(time.Millisecond))
+	log.Info("preview deleted", "took", e.d.Now().Sub(started).Round(time.Millisecond))
 	if !hasRow {
 		return nil
 	}
-	if err := e.st.MarkDeleted(ctx, key, e.o.Now()); err != nil {
+	if err := e.st.MarkDeleted(ctx, key, e.d.Now()); err != nil {
 		return err
 	}
 	return e.comment(ctx, key)
@@ -569,11 +509,11 @@ func (e *Executor) delete(ctx context.Context, log *slog.Logger, a Action) error
 
 func (e *Executor) forget(ctx context.Context, log *slog.Logger, a Action) error {
 	key := a.Key()
-	now := e.o.Now()
-	if err := e.st.MarkDeleting(ctx, key, now); err != nil && !errors.Is(err, state.ErrNotFound) {
+	now := e.d.Now()
+	if err := e.st.MarkDeleting(ctx, key, now); err != nil && !errors.Is(err, model.ErrNotFound) {
 		return err
 	}
-	if err := e.st.MarkDeleted(ctx, key, now); err != nil && !errors.Is(err, state.ErrNotFound) {
+	if err := e.st.MarkDeleted(ctx, key, now); err != nil && !errors.Is(err, model.ErrNotFound) {
 		return err
 	}
 	log.Info("preview forgotten: namespace already gone", "reason", a.Reason)
@@ -581,13 +521,13 @@ func (e *Executor) forget(ctx context.Context, log *slog.Logger, a Action) error
 }
 
 // Body renders the comment of a preview row.
-func (e *Executor) Body(p state.Preview) string { return e.o.renderer().Body(p) }
+func (e *Executor) Body(p model.Preview) string { return e.r.Body(p) }
 
 // SetMetrics attaches metrics after construction (they read InFlight).
-func (e *Executor) SetMetrics(m *Metrics) { e.o.Metrics = m }
+func (e *Executor) SetMetrics(m *Metrics) { e.d.Metrics = m }
 
 // commentAsync updates the comment in the background; Wait waits for it.
-func (e *Executor) commentAsync(ctx context.Context, key state.Key) {
+func (e *Executor) commentAsync(ctx context.Context, key model.Key) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -597,7 +537,7 @@ func (e *Executor) commentAsync(ctx context.Context, key state.Key) {
 
 // comment brings the PR's comment in line with its row; unchanged bodies
 // are not sent. Failures are logged and repaired by a later plan.
-func (e *Executor) comment(ctx context.Context, key state.Key) error {
+func (e *Executor) comment(ctx context.Context, key model.Key) error {
 	mu, _ := e.commentMu.LoadOrStore(key, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
@@ -612,7 +552,7 @@ func (e *Executor) comment(ctx context.Context, key state.Key) error {
 	}
 	id, err := e.gh.UpsertComment(ctx, key.Repo, key.Number, p.CommentID, Marker(key.Repo, key.Number), body)
 	if err != nil {
-		e.log.Warn("updating PR comment failed; will retry next cycle", "repo", key.Repo, "pr", key.Number, "err", e.o.Redact(err.Error()))
+		e.log.Warn("updating PR comment failed; will retry next cycle", "repo", key.Repo, "pr", key.Number, "err", e.d.Redact(err.Error()))
 		return fmt.Errorf("updating comment: %w", err)
 	}
 	return e.st.SetComment(ctx, key, id, hash)

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/previewd/previewd/internal/pgtest"
+	"github.com/previewd/previewd/internal/harness/pgtest"
+	"github.com/previewd/previewd/reconcile/model"
+	"github.com/previewd/previewd/reconcile/render"
 	"github.com/previewd/previewd/state"
 )
 
@@ -27,8 +29,8 @@ type fakeCluster struct {
 	lastSHA  map[string]string
 }
 
-func (f *fakeCluster) Observe(context.Context, []string) (ClusterObservation, error) {
-	return ClusterObservation{Complete: true}, nil
+func (f *fakeCluster) Observe(context.Context, []string) (model.ClusterObservation, error) {
+	return model.ClusterObservation{Complete: true}, nil
 }
 func (f *fakeCluster) EnsureNamespace(context.Context, string, string, int) error { return nil }
 func (f *fakeCluster) Apply(_ context.Context, ns, _ string, values map[string]any, _ time.Duration) error {
@@ -101,14 +103,28 @@ func newStore(t *testing.T) *state.Store {
 	return st
 }
 
-func deployAction(n int, sha string) Action {
+func deployOf(n int, sha string) Action {
 	pr := &PR{Repo: "acme/web", Number: n, SHA: sha, Branch: "b"}
-	return Action{Kind: KindDeploy, Repo: "acme/web", Number: n, Namespace: nsFor("acme/web", n), SHA: sha, PR: pr, Reason: "test"}
+	return Action{Kind: KindDeploy, Repo: "acme/web", Number: n, Namespace: nsFor("acme/web", n), SHA: sha, PR: pr, Reason: "test", Attempt: 1}
 }
 
-func execOpts(maxPar int) ExecutorOptions {
-	return ExecutorOptions{Repos: map[string]RepoSpec{"acme/web": {Name: "acme/web", Chart: "/chart", Image: "reg/web", Host: "{{ .Namespace }}.x"}},
-		MaxParallel: maxPar, MaxAttempts: 3, DeployTimeout: time.Minute, Backoff: func(int) time.Duration { return 10 * time.Millisecond }}
+func settings(maxPar int) Settings {
+	host, err := render.Compile("{{ .Namespace }}.x")
+	if err != nil {
+		panic(err)
+	}
+	return Settings{Repos: []Repo{{Name: "acme/web", Chart: "/chart", Image: "reg/web", Host: host}},
+		Interval: time.Minute, DeployTimeout: time.Minute, HelmTimeout: time.Minute,
+		MaxParallel: maxPar, MaxAttempts: 3, Backoff: func(int) time.Duration { return 10 * time.Millisecond }}
+}
+
+func newExecutor(t *testing.T, gh GitHub, cl Cluster, st Store, s Settings) *Executor {
+	t.Helper()
+	ex, err := NewExecutor(gh, cl, st, s, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ex
 }
 
 func TestExecutorNewSHACancelsOldDeploy(t *testing.T) {
@@ -123,25 +139,25 @@ func TestExecutorNewSHACancelsOldDeploy(t *testing.T) {
 		return nil
 	}}
 	gh := &fakeGitHub{}
-	ex := NewExecutor(gh, cl, st, execOpts(4))
+	ex := newExecutor(t, gh, cl, st, settings(4))
 	ctx := context.Background()
-	ex.Submit(ctx, []Action{deployAction(1, shaA)})
+	ex.Submit(ctx, []Action{deployOf(1, shaA)})
 	if got := <-started; got != shaA {
 		t.Fatalf("first wait for %s", got)
 	}
 	if n := len(ex.InFlight()); n != 1 {
 		t.Fatalf("in flight = %d", n)
 	}
-	ex.Submit(ctx, []Action{deployAction(1, shaA)}) // same SHA again: ignored
-	ex.Submit(ctx, []Action{deployAction(1, shaB)})
+	ex.Submit(ctx, []Action{deployOf(1, shaA)}) // same SHA again: ignored
+	ex.Submit(ctx, []Action{deployOf(1, shaB)})
 	if err := ex.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(cl.applied) != "[pr-web-1@aaaaaaa pr-web-1@bbbbbbb]" {
 		t.Errorf("applied = %v", cl.applied)
 	}
-	p, _, _ := st.Get(ctx, state.Key{Repo: "acme/web", Number: 1})
-	if p.Status != state.StatusReady || p.DeployedSHA != shaB {
+	p, _, _ := st.Get(ctx, model.Key{Repo: "acme/web", Number: 1})
+	if p.Status != model.StatusReady || p.DeployedSHA != shaB {
 		t.Errorf("row = %s %s", p.Status, p.DeployedSHA)
 	}
 	atts, _ := st.Attempts(ctx, p.Key())
@@ -154,39 +170,105 @@ func TestExecutorNewSHACancelsOldDeploy(t *testing.T) {
 	}
 }
 
-func TestExecutorRetriesThenStaysFailed(t *testing.T) {
+// TestExecutorRunsOneAttemptOnThePlansSchedule: the executor makes the
+// one attempt the plan asked for and records the retry time the plan's
+// schedule gives; the last attempt of the budget schedules none.
+func TestExecutorRunsOneAttemptOnThePlansSchedule(t *testing.T) {
 	st := newStore(t)
-	var waits []time.Duration
+	ctx := context.Background()
 	cl := &fakeCluster{waitFn: func(context.Context, string, string) error { return appErr{} }}
-	o := execOpts(4)
-	o.Backoff = func(n int) time.Duration {
-		d := time.Duration(1<<(n-1)) * 10 * time.Millisecond
-		waits = append(waits, d)
-		return d
-	}
 	gh := &fakeGitHub{}
-	ex := NewExecutor(gh, cl, st, o)
-	ex.Submit(context.Background(), []Action{deployAction(2, shaA)})
+	ex := newExecutor(t, gh, cl, st, settings(4))
+	var retries []time.Time
+	ex.onRetry = func(at time.Time) { retries = append(retries, at) }
+	a := deployOf(2, shaA)
+	a.RetryAfter = time.Hour
+	before := time.Now()
+	ex.Submit(ctx, []Action{a})
 	if err := ex.Wait(); err != nil {
 		t.Fatalf("an application failure is not an executor error: %v", err)
 	}
-	p, _, _ := st.Get(context.Background(), state.Key{Repo: "acme/web", Number: 2})
-	if p.Status != state.StatusFailed || p.Attempts != 3 || !p.NextAttemptAt.IsZero() {
-		t.Errorf("row = %s attempts %d next %v", p.Status, p.Attempts, p.NextAttemptAt)
+	p, _, _ := st.Get(ctx, model.Key{Repo: "acme/web", Number: 2})
+	if p.Status != model.StatusFailed || p.Attempts != 1 || p.NextAttemptAt.Before(before.Add(time.Hour-time.Second)) {
+		t.Errorf("after attempt 1: row = %s attempts %d next %v", p.Status, p.Attempts, p.NextAttemptAt)
 	}
-	if fmt.Sprint(waits) != "[10ms 20ms]" {
-		t.Errorf("backoff waits = %v, want 2^n growth between 3 attempts", waits)
+	if len(cl.applied) != 1 || len(retries) != 1 {
+		t.Errorf("applied %v, retries scheduled %v: want one attempt and one retry", cl.applied, retries)
 	}
-	bodies := gh.bodies["acme/web#2"]
-	if len(bodies) == 0 || !strings.Contains(bodies[len(bodies)-1], "3 of 3") {
-		t.Errorf("last comment: %q", bodies)
+	// The plan's last attempt: no retry.
+	a = deployOf(2, shaA)
+	a.Attempt, a.RetryAfter = 3, 0
+	ex.Submit(ctx, []Action{a})
+	if err := ex.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	p, _, _ = st.Get(ctx, model.Key{Repo: "acme/web", Number: 2})
+	if p.Status != model.StatusFailed || p.Attempts != 2 || !p.NextAttemptAt.IsZero() || len(retries) != 1 {
+		t.Errorf("after the last attempt: row = %s attempts %d next %v; retries %v", p.Status, p.Attempts, p.NextAttemptAt, retries)
 	}
 	// Infrastructure errors are errors.
 	cl2 := &fakeCluster{applyErr: errors.New("the server is currently unable to handle the request")}
-	ex2 := NewExecutor(gh, cl2, st, execOpts(4))
-	ex2.Submit(context.Background(), []Action{deployAction(3, shaA)})
+	ex2 := newExecutor(t, gh, cl2, st, settings(4))
+	ex2.Submit(ctx, []Action{deployOf(3, shaA)})
 	if err := ex2.Wait(); err == nil {
 		t.Error("API server failure not reported")
+	}
+}
+
+// listingGitHub lists one open PR.
+type listingGitHub struct {
+	fakeGitHub
+	prs []PR
+}
+
+func (g *listingGitHub) ListOpenPRs(context.Context, string) ([]PR, error) { return g.prs, nil }
+
+// TestRunOnceRetriesOnThePlansSchedule: a preview that never becomes
+// ready is tried MaxAttempts times by successive plans, waiting the
+// schedule's backoff between them, and then left failed with the comment
+// saying so.
+func TestRunOnceRetriesOnThePlansSchedule(t *testing.T) {
+	st := newStore(t)
+	var mu sync.Mutex
+	var starts []time.Time
+	cl := &fakeCluster{waitFn: func(context.Context, string, string) error {
+		mu.Lock()
+		starts = append(starts, time.Now())
+		mu.Unlock()
+		return appErr{}
+	}}
+	gh := &listingGitHub{prs: []PR{{Repo: "acme/web", Number: 7, SHA: shaA, Branch: "b", Title: "t"}}}
+	s := settings(4)
+	s.Backoff = func(n int) time.Duration { return time.Duration(1<<(n-1)) * 100 * time.Millisecond }
+	ex := newExecutor(t, gh, cl, st, s)
+	l, err := NewLoop(gh, cl, st, ex, s, LoopOptions{NamespaceFor: nsFor}, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RunOnce(context.Background()); err != nil {
+		t.Fatalf("an application failure is not a loop error: %v", err)
+	}
+	p, _, _ := st.Get(context.Background(), model.Key{Repo: "acme/web", Number: 7})
+	if p.Status != model.StatusFailed || p.Attempts != 3 || !p.NextAttemptAt.IsZero() {
+		t.Errorf("row = %s attempts %d next %v", p.Status, p.Attempts, p.NextAttemptAt)
+	}
+	if len(starts) != 3 {
+		t.Fatalf("%d attempts, want 3", len(starts))
+	}
+	if d := starts[1].Sub(starts[0]); d < 100*time.Millisecond {
+		t.Errorf("second attempt %s after the first, want ≥ 100ms", d)
+	}
+	if d := starts[2].Sub(starts[1]); d < 200*time.Millisecond {
+		t.Errorf("third attempt %s after the second, want ≥ 200ms (doubling)", d)
+	}
+	bodies := gh.bodies["acme/web#7"]
+	if len(bodies) == 0 || !strings.Contains(bodies[len(bodies)-1], "3 of 3") || !strings.Contains(bodies[len(bodies)-1], "push a new commit") {
+		t.Errorf("last comment: %q", bodies)
+	}
+	// The next plan leaves it alone until a new SHA.
+	res, _ := l.Plan(context.Background())
+	if len(res.Actions) != 0 {
+		t.Errorf("plan after the budget: %v", lines(res))
 	}
 }
 
@@ -196,10 +278,10 @@ func TestExecutorBoundsParallelism(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		return nil
 	}}
-	ex := NewExecutor(&fakeGitHub{}, cl, st, execOpts(2))
+	ex := newExecutor(t, &fakeGitHub{}, cl, st, settings(2))
 	var as []Action
 	for n := 1; n <= 6; n++ {
-		as = append(as, deployAction(n, shaA))
+		as = append(as, deployOf(n, shaA))
 	}
 	ex.Submit(context.Background(), as)
 	if err := ex.Wait(); err != nil {
@@ -216,8 +298,8 @@ func TestExecutorBoundsParallelism(t *testing.T) {
 func TestExecutorSkipsUnchangedComment(t *testing.T) {
 	st := newStore(t)
 	gh := &fakeGitHub{}
-	ex := NewExecutor(gh, &fakeCluster{}, st, execOpts(1))
-	ex.Submit(context.Background(), []Action{deployAction(4, shaA)})
+	ex := newExecutor(t, gh, &fakeCluster{}, st, settings(1))
+	ex.Submit(context.Background(), []Action{deployOf(4, shaA)})
 	if err := ex.Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +316,7 @@ func TestExecutorDoesNotQueueADeletionTwice(t *testing.T) {
 	release := make(chan struct{})
 	var deletes atomic.Int32
 	cl := &deletingCluster{fakeCluster: &fakeCluster{}, release: release, n: &deletes}
-	ex := NewExecutor(&fakeGitHub{}, cl, st, execOpts(4))
+	ex := newExecutor(t, &fakeGitHub{}, cl, st, settings(4))
 	del := Action{Kind: KindDelete, Repo: "acme/web", Number: 9, Namespace: "pr-web-9", Reason: "PR closed"}
 	ex.Submit(context.Background(), []Action{del})
 	for deletes.Load() == 0 {
@@ -281,15 +363,15 @@ func (g *blockingGitHub) UpsertComment(ctx context.Context, repo string, n int, 
 func TestDeletionDoesNotWaitForTheComment(t *testing.T) {
 	st := newStore(t)
 	ctx := context.Background()
-	key := state.Key{Repo: "acme/web", Number: 5}
-	if _, err := st.Observe(ctx, key, "pr-web-5", "b", "t", "0123456789abcdef0123456789abcdef01234567", time.Now()); err != nil {
+	key := model.Key{Repo: "acme/web", Number: 5}
+	if _, err := st.RecordOpen(ctx, key, model.Open{Namespace: "pr-web-5", Branch: "b", Title: "t", SHA: "0123456789abcdef0123456789abcdef01234567", Now: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	gh := &blockingGitHub{release: make(chan struct{})}
 	var deletes atomic.Int32
 	unblocked := make(chan struct{})
 	close(unblocked)
-	ex := NewExecutor(gh, &deletingCluster{fakeCluster: &fakeCluster{}, release: unblocked, n: &deletes}, st, execOpts(4))
+	ex := newExecutor(t, gh, &deletingCluster{fakeCluster: &fakeCluster{}, release: unblocked, n: &deletes}, st, settings(4))
 	ex.Submit(ctx, []Action{{Kind: KindDelete, Repo: "acme/web", Number: 5, Namespace: "pr-web-5", Reason: "PR closed"}})
 	deadline := time.Now().Add(10 * time.Second)
 	for deletes.Load() == 0 && time.Now().Before(deadline) {
@@ -302,7 +384,7 @@ func TestDeletionDoesNotWaitForTheComment(t *testing.T) {
 	if err := ex.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if row, ok, _ := st.Get(ctx, key); ok && row.Status != state.StatusDeleted {
+	if row, ok, _ := st.Get(ctx, key); ok && row.Status != model.StatusDeleted {
 		t.Errorf("row %s, want deleted", row.Status)
 	}
 }

@@ -11,24 +11,20 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/previewd/previewd/state"
+	"github.com/previewd/previewd/reconcile/model"
 )
 
-// LoopOptions configure a Loop.
+// ErrRecordsUnreadable: the store could not list previewd's records, so
+// nothing was observed or planned.
+var ErrRecordsUnreadable = errors.New("reading previews from PostgreSQL")
+
+// LoopOptions are the loop's collaborators beyond the ports.
 type LoopOptions struct {
-	Repos         []string
-	Policies      map[string]RepoPolicy
-	NamespaceFor  func(repo string, number int) string
-	MaxAttempts   int
-	DeployTimeout time.Duration
-	Interval      time.Duration
-	Resync        time.Duration
-	Now           func() time.Time
-	Log           *slog.Logger
-	Metrics       *Metrics
+	// NamespaceFor maps a PR to its namespace name.
+	NamespaceFor func(repo string, number int) string
 	// CommentHash renders a row's comment and hashes it; nil disables
 	// comment repair.
-	CommentHash func(state.Preview) string
+	CommentHash func(model.Preview) string
 	// ResyncContext marks the context of a full-resync cycle (the GitHub
 	// client then bypasses its conditional-request cache once).
 	ResyncContext func(context.Context) context.Context
@@ -40,23 +36,61 @@ type Loop struct {
 	cl  Cluster
 	st  Store
 	ex  *Executor
+	s   Settings
 	o   LoopOptions
+	d   Deps
 	log *slog.Logger
 
 	mu      sync.Mutex
 	cycling sync.Mutex
 	lastOK  time.Time
+	// retryAt is the earliest retry a failed attempt scheduled since the
+	// last cycle; wake is signalled when it moves earlier.
+	retryAt time.Time
+	wake    chan struct{}
 }
 
-// NewLoop wires a loop; ex may be nil for a loop that only plans.
-func NewLoop(gh GitHub, cl Cluster, st Store, ex *Executor, o LoopOptions) *Loop {
-	if o.Now == nil {
-		o.Now = time.Now
+// NewLoop wires a loop from validated settings; ex may be nil for a loop
+// that only plans.
+func NewLoop(gh GitHub, cl Cluster, st Store, ex *Executor, s Settings, o LoopOptions, d Deps) (*Loop, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
+	if o.NamespaceFor == nil {
+		return nil, errors.New("loop options: NamespaceFor is nil")
 	}
-	return &Loop{gh: gh, cl: cl, st: st, ex: ex, o: o, log: o.Log}
+	d = d.withDefaults()
+	l := &Loop{gh: gh, cl: cl, st: st, ex: ex, s: s, o: o, d: d, log: d.Log, wake: make(chan struct{}, 1)}
+	if ex != nil {
+		ex.onRetry = l.retryScheduled
+	}
+	return l, nil
+}
+
+// retryScheduled is told by the executor when a failed attempt scheduled
+// its retry: the loop cycles again then (the plan decides the retry).
+func (l *Loop) retryScheduled(at time.Time) {
+	l.mu.Lock()
+	earlier := l.retryAt.IsZero() || at.Before(l.retryAt)
+	if earlier {
+		l.retryAt = at
+	}
+	l.mu.Unlock()
+	if earlier {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// takeRetry returns and clears the earliest scheduled retry.
+func (l *Loop) takeRetry() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.retryAt
+	l.retryAt = time.Time{}
+	return t
 }
 
 // Observe reads GitHub, PostgreSQL and the cluster. It writes nothing.
@@ -64,15 +98,15 @@ func (l *Loop) Observe(ctx context.Context) (Observation, error) {
 	var obs Observation
 	rows, err := l.st.List(ctx)
 	if err != nil {
-		return obs, fmt.Errorf("reading previews from PostgreSQL: %w", err)
+		return obs, fmt.Errorf("%w: %w", ErrRecordsUnreadable, err)
 	}
 	obs.Previews = rows
 
 	var wanted []string
 	var errs []error
-	repos := make([]RepoObservation, len(l.o.Repos))
+	repos := make([]RepoObservation, len(l.s.Repos))
 	var wg sync.WaitGroup
-	for i, repo := range l.o.Repos {
+	for i, repo := range l.s.names() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -90,7 +124,7 @@ func (l *Loop) Observe(ctx context.Context) (Observation, error) {
 	}
 	cobs, err := l.cl.Observe(ctx, wanted)
 	if err != nil {
-		cobs = ClusterObservation{Complete: false, Err: err}
+		cobs = model.ClusterObservation{Complete: false, Err: err}
 		errs = append(errs, fmt.Errorf("observing the cluster: %w", err))
 	}
 	// Second pass: PRs that have a namespace or a row but are not in the
@@ -121,7 +155,7 @@ func (l *Loop) Observe(ctx context.Context) (Observation, error) {
 			switch {
 			case err != nil:
 				l.log.Warn("PR missing from the open list and its state could not be read; keeping its preview",
-					"repo", ro.Repo, "pr", n, "err", err)
+					"repo", ro.Repo, "pr", n, "err", l.d.Redact(err.Error()))
 				ro.Unconfirmed = append(ro.Unconfirmed, n)
 			case st == PROpen:
 				ro.Unconfirmed = append(ro.Unconfirmed, n)
@@ -148,14 +182,13 @@ func (l *Loop) observeRepo(ctx context.Context, repo string) RepoObservation {
 
 // PlanOptions are the plan's options at now.
 func (l *Loop) PlanOptions(now time.Time) Options {
-	return Options{Now: now, MaxAttempts: l.o.MaxAttempts, DeployTimeout: l.o.DeployTimeout,
-		Policies: l.o.Policies, NamespaceFor: l.o.NamespaceFor, CommentHash: l.o.CommentHash}
+	return l.s.PlanOptions(now, l.o.NamespaceFor, l.o.CommentHash)
 }
 
 // Plan observes and plans; it changes nothing anywhere (`previewd plan`).
 func (l *Loop) Plan(ctx context.Context) (Result, error) {
 	obs, err := l.Observe(ctx)
-	res := Plan(obs, l.PlanOptions(l.o.Now()))
+	res := Plan(obs, l.PlanOptions(l.d.Now()))
 	return res, err
 }
 
@@ -164,11 +197,11 @@ func (l *Loop) Plan(ctx context.Context) (Result, error) {
 func (l *Loop) Cycle(ctx context.Context) (Result, error) {
 	l.cycling.Lock()
 	defer l.cycling.Unlock()
-	start := l.o.Now()
+	start := l.d.Now()
 	obs, err := l.Observe(ctx)
 	res := Plan(obs, l.PlanOptions(start))
 	for _, s := range res.Skipped {
-		l.log.Debug("skipped", "repo", s.Repo, "pr", s.Number, "reason", s.Reason)
+		l.log.Debug("skipped", "repo", s.Repo, "pr", s.Number, "state", string(s.State), "reason", s.Reason)
 	}
 	for _, a := range res.Actions {
 		l.log.Debug("planned", "action", a.String())
@@ -176,28 +209,68 @@ func (l *Loop) Cycle(ctx context.Context) (Result, error) {
 	if l.ex != nil && ctx.Err() == nil {
 		l.ex.Submit(ctx, res.Actions)
 	}
-	end := l.o.Now()
-	l.o.Metrics.cycle(start, end, err, obs.Previews, res.Actions)
+	end := l.d.Now()
+	l.d.Metrics.cycle(start, end, err, obs.Previews, res.Actions)
 	l.mu.Lock()
 	if err == nil {
 		l.lastOK = end
 	}
 	l.mu.Unlock()
 	if err != nil {
-		l.log.Warn("cycle observed only part of the world; nothing deleted where the observation failed", "err", err)
+		l.log.Warn("cycle observed only part of the world; nothing deleted where the observation failed", "err", l.d.Redact(err.Error()))
 	} else {
 		l.log.Info("cycle", "actions", len(res.Actions), "took", end.Sub(start).Round(time.Millisecond))
 	}
 	return res, err
 }
 
-// RunOnce runs one cycle and waits for its actions (`run --once`).
+// RunOnce runs one cycle and waits for its actions (`run --once`). When
+// a failed attempt scheduled a retry, it waits for it and cycles again, so
+// that it returns once every PR has reached an outcome the plan will not
+// retry; the errors are those of the last cycle.
 func (l *Loop) RunOnce(ctx context.Context) error {
-	_, err := l.Cycle(ctx)
-	if l.ex != nil {
-		err = errors.Join(err, l.ex.Wait())
+	l.takeRetry()
+	for {
+		_, err := l.Cycle(ctx)
+		if l.ex != nil {
+			err = errors.Join(err, l.ex.Wait())
+		}
+		at := l.takeRetry()
+		if at.IsZero() || ctx.Err() != nil {
+			return err
+		}
+		t := time.NewTimer(time.Until(at))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		}
 	}
-	return err
+}
+
+// runRetries cycles when a retry that a failed attempt scheduled is due,
+// between the interval's cycles.
+func (l *Loop) runRetries(ctx context.Context, job func()) {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-l.wake:
+			l.mu.Lock()
+			at := l.retryAt
+			l.mu.Unlock()
+			if !at.IsZero() {
+				t.Reset(time.Until(at))
+			}
+		case <-t.C:
+			l.takeRetry()
+			job()
+		}
+	}
 }
 
 // LastSuccess is the end of the last cycle that observed everything.
@@ -217,11 +290,11 @@ func (l *Loop) Run(ctx context.Context) error {
 			_, _ = l.Cycle(ctx)
 		}
 	}
-	if _, err := c.AddFunc(fmt.Sprintf("@every %s", l.o.Interval), job); err != nil {
+	if _, err := c.AddFunc(fmt.Sprintf("@every %s", l.s.Interval), job); err != nil {
 		return fmt.Errorf("scheduling the poll: %w", err)
 	}
-	if l.o.Resync > 0 {
-		if _, err := c.AddFunc(fmt.Sprintf("@every %s", l.o.Resync), func() {
+	if l.s.Resync > 0 {
+		if _, err := c.AddFunc(fmt.Sprintf("@every %s", l.s.Resync), func() {
 			if ctx.Err() != nil {
 				return
 			}
@@ -237,8 +310,11 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	job()
 	c.Start()
+	retries := make(chan struct{})
+	go func() { defer close(retries); l.runRetries(ctx, job) }()
 	<-ctx.Done()
 	<-c.Stop().Done()
+	<-retries
 	if l.ex != nil {
 		_ = l.ex.Wait()
 	}

@@ -1,11 +1,12 @@
 package reconcile
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/previewd/previewd/state"
+	"github.com/previewd/previewd/reconcile/model"
 )
 
 // Metrics are previewd's own Prometheus series. A nil *Metrics records
@@ -25,9 +26,9 @@ type Metrics struct {
 	plannedActions   *prometheus.CounterVec
 }
 
-// NewMetrics registers the metrics; inFlight reports the start times of
-// running deploys for the stuck-deploy gauges.
-func NewMetrics(reg prometheus.Registerer, inFlight func() []time.Time) *Metrics {
+// NewMetrics registers the metrics on reg; inFlight reports the start
+// times of running deploys for the stuck-deploy gauges.
+func NewMetrics(reg prometheus.Registerer, inFlight func() []time.Time) (*Metrics, error) {
 	m := &Metrics{
 		deployLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "previewd_deploy_latency_seconds",
@@ -50,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer, inFlight func() []time.Time) *Metrics
 			Buckets: []float64{1, 5, 10, 20, 30, 60, 120, 300},
 		}),
 		previews: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "previewd_previews", Help: "Previews by state, as recorded after the last cycle.",
+			Name: "previewd_previews", Help: "Previews by state (pending, deploying, ready, failed, blocked, deleting), as recorded after the last cycle.",
 		}, []string{"state"}),
 		cycleDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "previewd_reconcile_duration_seconds", Help: "Duration of observe+plan+dispatch of one cycle.",
@@ -79,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer, inFlight func() []time.Time) *Metrics
 		m.deletions.WithLabelValues(o)
 		m.cycles.WithLabelValues(o)
 	}
-	for _, s := range []state.Status{state.StatusPending, state.StatusDeploying, state.StatusReady, state.StatusFailed, state.StatusDeleting} {
+	for _, s := range model.LiveStatuses {
 		m.previews.WithLabelValues(string(s))
 	}
 	cs := []prometheus.Collector{m.deployLatency, m.deployDuration, m.deploys, m.deletions, m.deletionDuration, m.previews,
@@ -101,9 +102,11 @@ func NewMetrics(reg prometheus.Registerer, inFlight func() []time.Time) *Metrics
 			}))
 	}
 	for _, c := range cs {
-		reg.MustRegister(c)
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering reconcile metrics: %w", err)
+		}
 	}
-	return m
+	return m, nil
 }
 
 func (m *Metrics) deployFinished(outcome string, d time.Duration) {
@@ -133,7 +136,7 @@ func (m *Metrics) deletionFinished(err error, d time.Duration) {
 	m.deletionDuration.Observe(d.Seconds())
 }
 
-func (m *Metrics) cycle(start, end time.Time, err error, rows []state.Preview, planned []Action) {
+func (m *Metrics) cycle(start, end time.Time, err error, rows []model.Preview, planned []Action) {
 	if m == nil {
 		return
 	}
@@ -151,7 +154,7 @@ func (m *Metrics) cycle(start, end time.Time, err error, rows []state.Preview, p
 		for _, p := range rows {
 			counts[string(p.Status)]++
 		}
-		for _, s := range []state.Status{state.StatusPending, state.StatusDeploying, state.StatusReady, state.StatusFailed, state.StatusDeleting} {
+		for _, s := range model.LiveStatuses {
 			m.previews.WithLabelValues(string(s)).Set(counts[string(s)])
 		}
 	}

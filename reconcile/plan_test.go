@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/previewd/previewd/state"
+	"github.com/previewd/previewd/reconcile/model"
 )
 
 var now = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -23,25 +23,25 @@ func nsFor(repo string, n int) string {
 
 func opts() Options {
 	return Options{Now: now, MaxAttempts: 3, DeployTimeout: 3 * time.Minute, NamespaceFor: nsFor,
-		Policies: map[string]RepoPolicy{"acme/web": {}}}
+		Backoff: func(n int) time.Duration { return time.Duration(n) * time.Minute }, Policies: map[string]RepoPolicy{"acme/web": {}}}
 }
 
 func open(n int, sha string) PR {
 	return PR{Repo: "acme/web", Number: n, SHA: sha, Branch: "b", Title: "t"}
 }
 
-func owned(ns ...string) map[string]Namespace {
-	m := map[string]Namespace{}
+func owned(ns ...string) map[string]model.Namespace {
+	m := map[string]model.Namespace{}
 	for _, n := range ns {
 		var num int
 		fmt.Sscanf(n[strings.LastIndex(n, "-")+1:], "%d", &num)
-		m[n] = Namespace{Name: n, Repo: "acme/web", Number: num}
+		m[n] = model.Namespace{Name: n, Repo: "acme/web", Number: num}
 	}
 	return m
 }
 
-func ready(n int, sha string) state.Preview {
-	return state.Preview{Repo: "acme/web", Number: n, Namespace: nsFor("acme/web", n), DesiredSHA: sha, DeployedSHA: sha, Status: state.StatusReady, Attempts: 1}
+func ready(n int, sha string) model.Preview {
+	return model.Preview{Repo: "acme/web", Number: n, Namespace: nsFor("acme/web", n), DesiredSHA: sha, DeployedSHA: sha, Status: model.StatusReady, Attempts: 1}
 }
 
 func lines(r Result) []string {
@@ -53,8 +53,8 @@ func lines(r Result) []string {
 }
 
 func TestPlan(t *testing.T) {
-	deployed := func(sha string) Release {
-		return Release{Exists: true, Status: "deployed", SHA: sha, Updated: now.Add(-time.Hour)}
+	deployed := func(sha string) model.Release {
+		return model.Release{Exists: true, Status: "deployed", SHA: sha, Updated: now.Add(-time.Hour)}
 	}
 	cases := []struct {
 		name string
@@ -66,73 +66,73 @@ func TestPlan(t *testing.T) {
 		{
 			name: "new PR is deployed",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
-				Cluster: ClusterObservation{Complete: true}},
+				Cluster: model.ClusterObservation{Complete: true}},
 			want: []string{"acme/web#1 deploy  pr-web-1 aaaaaaa (new preview)"},
 		},
 		{
 			name: "in sync plans nothing",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
-				Previews: []state.Preview{ready(1, shaA)},
-				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+				Previews: []model.Preview{ready(1, shaA)},
+				Cluster:  model.ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]model.Release{"pr-web-1": deployed(shaA)}}},
 			want: nil,
 		},
 		{
 			name: "push upgrades from the old SHA",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaB)}}},
-				Previews: []state.Preview{ready(1, shaA)},
-				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+				Previews: []model.Preview{ready(1, shaA)},
+				Cluster:  model.ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]model.Release{"pr-web-1": deployed(shaA)}}},
 			want: []string{"acme/web#1 deploy  pr-web-1 aaaaaaa → bbbbbbb (new SHA)"},
 		},
 		{
 			name: "confirmed closed deletes, merged says so",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Closed: []Closed{{Number: 1, Merged: true}}}},
-				Previews: []state.Preview{ready(1, shaA)},
-				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+				Previews: []model.Preview{ready(1, shaA)},
+				Cluster:  model.ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]model.Release{"pr-web-1": deployed(shaA)}}},
 			want: []string{"acme/web#1 delete  pr-web-1 aaaaaaa (PR merged)"},
 		},
 		{
 			name: "incomplete GitHub answer deletes nothing",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: false, Err: errors.New("502"), Closed: []Closed{{Number: 1}}}},
-				Previews: []state.Preview{ready(1, shaA)},
-				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1")}},
+				Previews: []model.Preview{ready(1, shaA)},
+				Cluster:  model.ClusterObservation{Complete: true, Owned: owned("pr-web-1")}},
 			want: nil,
 			skip: "no deletion planned",
 		},
 		{
 			name: "unconfirmed disappearance keeps the preview",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Unconfirmed: []int{1}}},
-				Previews: []state.Preview{ready(1, shaA)},
-				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1")}},
+				Previews: []model.Preview{ready(1, shaA)},
+				Cluster:  model.ClusterObservation{Complete: true, Owned: owned("pr-web-1")}},
 			want: nil,
 			skip: "not confirmed closed",
 		},
 		{
 			name: "cluster unreadable changes nothing",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(2, shaA)}, Closed: []Closed{{Number: 1}}}},
-				Previews: []state.Preview{ready(1, shaA)},
-				Cluster:  ClusterObservation{Complete: false, Err: errors.New("connection refused")}},
+				Previews: []model.Preview{ready(1, shaA)},
+				Cluster:  model.ClusterObservation{Complete: false, Err: errors.New("connection refused")}},
 			want: nil,
 			skip: "cluster not observed",
 		},
 		{
 			name: "foreign namespace is reported, never adopted",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
-				Cluster: ClusterObservation{Complete: true, Foreign: map[string]bool{"pr-web-1": true}}},
+				Cluster: model.ClusterObservation{Complete: true, Foreign: map[string]bool{"pr-web-1": true}}},
 			want: []string{"acme/web#1 blocked pr-web-1 aaaaaaa (namespace exists and is not owned by previewd)"},
 		},
 		{
 			name: "foreign namespace already reported stays quiet",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
-				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: state.StatusFailed, LastError: "not owned"}},
-				Cluster:  ClusterObservation{Complete: true, Foreign: map[string]bool{"pr-web-1": true}}},
+				Previews: []model.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: model.StatusBlocked, LastError: "not owned"}},
+				Cluster:  model.ClusterObservation{Complete: true, Foreign: map[string]bool{"pr-web-1": true}}},
 			want: nil,
 		},
 		{
 			name: "stale pending release is unlocked then deployed",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaB)}}},
-				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaB, Status: state.StatusDeploying, Attempts: 1}},
-				Cluster: ClusterObservation{Complete: true, Owned: owned("pr-web-1"),
-					Releases: map[string]Release{"pr-web-1": {Exists: true, Status: "pending-upgrade", SHA: shaA, Updated: now.Add(-10 * time.Minute)}}}},
+				Previews: []model.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaB, Status: model.StatusDeploying, Attempts: 1}},
+				Cluster: model.ClusterObservation{Complete: true, Owned: owned("pr-web-1"),
+					Releases: map[string]model.Release{"pr-web-1": {Exists: true, Status: "pending-upgrade", SHA: shaA, Updated: now.Add(-10 * time.Minute)}}}},
 			want: []string{
 				"acme/web#1 unlock  pr-web-1 aaaaaaa (release pending-upgrade since 2026-11-26T11:50:00Z)",
 				"acme/web#1 deploy  pr-web-1 aaaaaaa → bbbbbbb (recover locked release)",
@@ -141,103 +141,103 @@ func TestPlan(t *testing.T) {
 		{
 			name: "failed three times waits for a new SHA",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
-				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: state.StatusFailed, Attempts: 3}},
-				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+				Previews: []model.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: model.StatusFailed, Attempts: 3}},
+				Cluster:  model.ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]model.Release{"pr-web-1": deployed(shaA)}}},
 			want: nil,
 			skip: "failed after 3 attempts",
 		},
 		{
 			name: "failed with a retry due is retried",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
-				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: state.StatusFailed, Attempts: 1, NextAttemptAt: now.Add(-time.Second)}},
-				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+				Previews: []model.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: model.StatusFailed, Attempts: 1, NextAttemptAt: now.Add(-time.Second)}},
+				Cluster:  model.ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]model.Release{"pr-web-1": deployed(shaA)}}},
 			want: []string{"acme/web#1 verify  pr-web-1 aaaaaaa (retry 2 of 3)"},
 		},
 		{
 			name: "a retry whose release is not applied runs Helm again",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaB)}}},
-				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaB, Status: state.StatusFailed, Attempts: 1, NextAttemptAt: now.Add(-time.Second)}},
-				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+				Previews: []model.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaB, Status: model.StatusFailed, Attempts: 1, NextAttemptAt: now.Add(-time.Second)}},
+				Cluster:  model.ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]model.Release{"pr-web-1": deployed(shaA)}}},
 			want: []string{"acme/web#1 deploy  pr-web-1 aaaaaaa → bbbbbbb (retry 2 of 3)"},
 		},
 		{
 			name: "a PR blocked by a foreign namespace deploys once it is gone",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
-				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: state.StatusFailed, Attempts: 1,
-					LastError: "namespace pr-web-1 already exists and " + BlockedText}},
-				Cluster: ClusterObservation{Complete: true}},
+				Previews: []model.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: model.StatusBlocked,
+					LastError: "namespace pr-web-1 already exists and is not managed by previewd"}},
+				Cluster: model.ClusterObservation{Complete: true}},
 			want: []string{"acme/web#1 deploy  pr-web-1 aaaaaaa (namespace no longer blocked)"},
 		},
 		{
 			name: "an owned namespace of another repository with the same name is foreign",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
-				Cluster: ClusterObservation{Complete: true, Owned: map[string]Namespace{"pr-web-1": {Name: "pr-web-1", Repo: "other/web", Number: 1}},
-					Releases: map[string]Release{"pr-web-1": {Exists: true, Status: "pending-install", Updated: now.Add(-time.Hour)}}}},
+				Cluster: model.ClusterObservation{Complete: true, Owned: map[string]model.Namespace{"pr-web-1": {Name: "pr-web-1", Repo: "other/web", Number: 1}},
+					Releases: map[string]model.Release{"pr-web-1": {Exists: true, Status: "pending-install", Updated: now.Add(-time.Hour)}}}},
 			want: []string{"acme/web#1 blocked pr-web-1 aaaaaaa (namespace exists and is not owned by previewd)"},
 		},
 		{
 			name: "a namespace reported stuck terminating is not deleted again every cycle",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Closed: []Closed{{Number: 1}}}},
-				Previews: []state.Preview{{Repo: "acme/web", Number: 1, Namespace: "pr-web-1", Status: state.StatusDeleting, LastError: "namespace stuck terminating"}},
-				Cluster:  ClusterObservation{Complete: true, Owned: map[string]Namespace{"pr-web-1": {Name: "pr-web-1", Repo: "acme/web", Number: 1, Terminating: true}}}},
+				Previews: []model.Preview{{Repo: "acme/web", Number: 1, Namespace: "pr-web-1", Status: model.StatusDeleting, LastError: "namespace stuck terminating"}},
+				Cluster:  model.ClusterObservation{Complete: true, Owned: map[string]model.Namespace{"pr-web-1": {Name: "pr-web-1", Repo: "acme/web", Number: 1, Terminating: true}}}},
 			want: nil,
 			skip: "stuck terminating",
 		},
 		{
 			name: "failed with a retry not yet due waits",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
-				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: state.StatusFailed, Attempts: 1, NextAttemptAt: now.Add(time.Second)}},
-				Cluster:  ClusterObservation{Complete: true}},
+				Previews: []model.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: model.StatusFailed, Attempts: 1, NextAttemptAt: now.Add(time.Second)}},
+				Cluster:  model.ClusterObservation{Complete: true}},
 			want: nil,
 			skip: "retry at",
 		},
 		{
 			name: "release at SHA but readiness unrecorded is verified, not redeployed",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
-				Previews: []state.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: state.StatusDeploying, Attempts: 1}},
-				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+				Previews: []model.Preview{{Repo: "acme/web", Number: 1, DesiredSHA: shaA, Status: model.StatusDeploying, Attempts: 1}},
+				Cluster:  model.ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]model.Release{"pr-web-1": deployed(shaA)}}},
 			want: []string{"acme/web#1 verify  pr-web-1 aaaaaaa (release at SHA; readiness not recorded)"},
 		},
 		{
 			name: "fork PRs are not deployed by default",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{{Repo: "acme/web", Number: 3, SHA: shaA, Fork: true, ForkDeleted: true}}}},
-				Cluster: ClusterObservation{Complete: true}},
+				Cluster: model.ClusterObservation{Complete: true}},
 			want: nil,
 			skip: "deleted fork",
 		},
 		{
 			name: "fork PRs are deployed when allowed",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{{Repo: "acme/web", Number: 3, SHA: shaA, Fork: true}}}},
-				Cluster: ClusterObservation{Complete: true}},
+				Cluster: model.ClusterObservation{Complete: true}},
 			opt:  func(o *Options) { o.Policies["acme/web"] = RepoPolicy{AllowForks: true} },
 			want: []string{"acme/web#3 deploy  pr-web-3 aaaaaaa (new preview)"},
 		},
 		{
 			name: "ignored label on a running preview removes it",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{{Repo: "acme/web", Number: 1, SHA: shaA, Labels: []string{"no-preview"}}}}},
-				Previews: []state.Preview{ready(1, shaA)},
-				Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": deployed(shaA)}}},
+				Previews: []model.Preview{ready(1, shaA)},
+				Cluster:  model.ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]model.Release{"pr-web-1": deployed(shaA)}}},
 			opt:  func(o *Options) { o.Policies["acme/web"] = RepoPolicy{IgnoreLabels: []string{"no-preview"}} },
 			want: []string{"acme/web#1 delete  pr-web-1 aaaaaaa (not wanted: has label no-preview (ignore_labels))"},
 		},
 		{
 			name: "closed PR whose namespace is gone is forgotten",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Closed: []Closed{{Number: 1}}}},
-				Previews: []state.Preview{{Repo: "acme/web", Number: 1, Namespace: "pr-web-1", Status: state.StatusDeleting}},
-				Cluster:  ClusterObservation{Complete: true}},
+				Previews: []model.Preview{{Repo: "acme/web", Number: 1, Namespace: "pr-web-1", Status: model.StatusDeleting}},
+				Cluster:  model.ClusterObservation{Complete: true}},
 			want: []string{"acme/web#1 forget  pr-web-1 (PR closed; namespace already gone)"},
 		},
 		{
 			name: "deleted row of a closed PR plans nothing",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Closed: []Closed{{Number: 1}}}},
-				Previews: []state.Preview{{Repo: "acme/web", Number: 1, Namespace: "pr-web-1", Status: state.StatusDeleted}},
-				Cluster:  ClusterObservation{Complete: true}},
+				Previews: []model.Preview{{Repo: "acme/web", Number: 1, Namespace: "pr-web-1", Status: model.StatusDeleted}},
+				Cluster:  model.ClusterObservation{Complete: true}},
 			want: nil,
 		},
 		{
 			name: "namespace terminating waits before redeploying",
 			obs: Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
-				Cluster: ClusterObservation{Complete: true, Owned: map[string]Namespace{"pr-web-1": {Name: "pr-web-1", Repo: "acme/web", Number: 1, Terminating: true}}}},
+				Cluster: model.ClusterObservation{Complete: true, Owned: map[string]model.Namespace{"pr-web-1": {Name: "pr-web-1", Repo: "acme/web", Number: 1, Terminating: true}}}},
 			want: nil,
 			skip: "terminating",
 		},
@@ -246,7 +246,7 @@ func TestPlan(t *testing.T) {
 			obs: Observation{Repos: []RepoObservation{
 				{Repo: "zeta/api", Complete: true, Open: []PR{{Repo: "zeta/api", Number: 1, SHA: shaA}}},
 				{Repo: "acme/web", Complete: true, Open: []PR{open(10, shaA), open(2, shaB)}, Closed: []Closed{{Number: 5}}},
-			}, Cluster: ClusterObservation{Complete: true, Owned: owned("pr-web-5")}},
+			}, Cluster: model.ClusterObservation{Complete: true, Owned: owned("pr-web-5")}},
 			opt: func(o *Options) { o.Policies["zeta/api"] = RepoPolicy{} },
 			want: []string{
 				"acme/web#2 deploy  pr-web-2 bbbbbbb (new preview)",
@@ -282,12 +282,12 @@ func TestPlan(t *testing.T) {
 
 func TestPlanCommentRepair(t *testing.T) {
 	o := opts()
-	o.CommentHash = func(p state.Preview) string { return "h-" + string(p.Status) }
+	o.CommentHash = func(p model.Preview) string { return "h-" + string(p.Status) }
 	row := ready(1, shaA)
 	row.CommentHash = "h-failed"
 	obs := Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA)}}},
-		Previews: []state.Preview{row},
-		Cluster:  ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]Release{"pr-web-1": {Exists: true, Status: "deployed", SHA: shaA}}}}
+		Previews: []model.Preview{row},
+		Cluster:  model.ClusterObservation{Complete: true, Owned: owned("pr-web-1"), Releases: map[string]model.Release{"pr-web-1": {Exists: true, Status: "deployed", SHA: shaA}}}}
 	got := lines(Plan(obs, o))
 	if len(got) != 1 || !strings.Contains(got[0], "comment") {
 		t.Fatalf("want one comment action, got %q", got)
@@ -300,7 +300,7 @@ func TestPlanCommentRepair(t *testing.T) {
 
 func TestPlanIsPure(t *testing.T) {
 	obs := Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA), open(2, shaB)}, Closed: []Closed{{Number: 3}}}},
-		Cluster: ClusterObservation{Complete: true, Owned: owned("pr-web-3")}}
+		Cluster: model.ClusterObservation{Complete: true, Owned: owned("pr-web-3")}}
 	a, b := lines(Plan(obs, opts())), lines(Plan(obs, opts()))
 	if strings.Join(a, "|") != strings.Join(b, "|") || len(a) != 3 {
 		t.Fatalf("same input, different plans or wrong count: %q vs %q", a, b)

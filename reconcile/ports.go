@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/previewd/previewd/state"
+	"github.com/previewd/previewd/reconcile/model"
 )
 
 // PRState is what a GET of one PR says.
@@ -29,10 +29,11 @@ type GitHub interface {
 type Cluster interface {
 	// Observe lists previewd's namespaces with their releases, and tells
 	// which of the wanted names exist without previewd's ownership labels.
-	Observe(ctx context.Context, wanted []string) (ClusterObservation, error)
+	Observe(ctx context.Context, wanted []string) (model.ClusterObservation, error)
 	EnsureNamespace(ctx context.Context, ns, repo string, number int) error
-	// Apply installs or upgrades the release; it returns ErrLocked (from
-	// the adapter) when a release operation is pending.
+	// Apply installs or upgrades the release; it returns a
+	// *model.LockedError when a release operation is pending, and an error
+	// wrapping model.ErrNotOwned for a namespace that is not the PR's.
 	Apply(ctx context.Context, ns, chart string, values map[string]any, timeout time.Duration) error
 	// WaitReady waits for the release's workloads; a failure is a
 	// *NotReady-style error whose text is shown on the PR.
@@ -43,16 +44,18 @@ type Cluster interface {
 	Delete(ctx context.Context, ns string) error
 }
 
-// Store is previewd's memory.
+// Store is previewd's memory. Its writes apply reconcile/model's pure
+// transitions under a row lock.
 type Store interface {
-	List(ctx context.Context) ([]state.Preview, error)
-	Get(ctx context.Context, key state.Key) (state.Preview, bool, error)
-	Observe(ctx context.Context, key state.Key, namespace, branch, title, sha string, now time.Time) (state.Preview, error)
-	StartAttempt(ctx context.Context, key state.Key, sha string, now time.Time) (int, error)
-	FinishAttempt(ctx context.Context, key state.Key, sha string, attempt int, outcome state.Outcome, errMsg string, now, nextAttemptAt time.Time) error
-	MarkDeleting(ctx context.Context, key state.Key, now time.Time) error
-	MarkDeleted(ctx context.Context, key state.Key, now time.Time) error
-	SetError(ctx context.Context, key state.Key, msg string) error
-	SetComment(ctx context.Context, key state.Key, commentID int64, hash string) error
-	Attempts(ctx context.Context, key state.Key) ([]state.Attempt, error)
+	List(ctx context.Context) ([]model.Preview, error)
+	Get(ctx context.Context, key model.Key) (model.Preview, bool, error)
+	RecordOpen(ctx context.Context, key model.Key, o model.Open) (model.Preview, error)
+	StartAttempt(ctx context.Context, key model.Key, sha string, now time.Time) (int, error)
+	FinishAttempt(ctx context.Context, key model.Key, sha string, attempt int, f model.Finish, now time.Time) error
+	Block(ctx context.Context, key model.Key, sha, msg string) error
+	MarkDeleting(ctx context.Context, key model.Key, now time.Time) error
+	MarkDeleted(ctx context.Context, key model.Key, now time.Time) error
+	SetError(ctx context.Context, key model.Key, msg string) error
+	SetComment(ctx context.Context, key model.Key, commentID int64, hash string) error
+	Attempts(ctx context.Context, key model.Key) ([]model.Attempt, error)
 }

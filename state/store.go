@@ -6,9 +6,9 @@
 // runs. Callers pass the time in (now): nothing here reads the clock except
 // the created_at/updated_at bookkeeping, which uses the database's now().
 // Every status change runs in a transaction that locks the PR's row and
-// checks the expected state first, so that a stale writer (an older deploy,
-// a deletion overtaken by a reopen) loses with ErrStale instead of
-// overwriting newer intent.
+// applies one of reconcile/model's pure transitions to it, so that a stale
+// writer (an older deploy, a deletion overtaken by a reopen) loses with
+// model.ErrStale instead of overwriting newer intent.
 //
 // PostgreSQL stores times with microsecond precision: times read back are
 // truncated to the microsecond.
@@ -22,94 +22,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/previewd/previewd/reconcile/model"
 )
-
-// Sentinel errors, returned wrapped: test them with errors.Is.
-var (
-	// ErrNotFound: no preview (or attempt) with that key.
-	ErrNotFound = errors.New("not found")
-	// ErrStale: the write was based on state that has moved on (a newer SHA
-	// is desired, the PR is being deleted, a newer attempt started, the
-	// attempt was already finished). The row was left as it was.
-	ErrStale = errors.New("stale write")
-)
-
-// Status is where a preview is in its life.
-type Status string
-
-// Statuses. Pending: wants a deploy of DesiredSHA. Deploying: an attempt
-// is in flight. Ready: DesiredSHA is deployed. Failed: the last attempt
-// failed; NextAttemptAt says when to retry (zero: do not). Deleting: the
-// PR is closed and its namespace is going. Deleted: the namespace is gone.
-const (
-	StatusPending   Status = "pending"
-	StatusDeploying Status = "deploying"
-	StatusReady     Status = "ready"
-	StatusFailed    Status = "failed"
-	StatusDeleting  Status = "deleting"
-	StatusDeleted   Status = "deleted"
-)
-
-// Outcome is how a deploy attempt ended.
-type Outcome string
-
-// Outcomes.
-const (
-	OutcomeReady     Outcome = "ready"
-	OutcomeFailed    Outcome = "failed"
-	OutcomeCancelled Outcome = "cancelled"
-)
-
-// Key names a pull request.
-type Key struct {
-	Repo   string // owner/name
-	Number int
-}
-
-func (k Key) String() string { return fmt.Sprintf("%s#%d", k.Repo, k.Number) }
-
-// Preview is previewd's memory of one pull request. Zero times mean "not
-// set".
-type Preview struct {
-	Repo        string
-	Number      int
-	Namespace   string
-	Branch      string
-	Title       string
-	DesiredSHA  string // head SHA of the open PR
-	DeployedSHA string // SHA of the last successful deploy; "" after deletion
-	Status      Status
-	// Attempts counts deploy attempts since DesiredSHA was first seen (or
-	// the PR was reopened).
-	Attempts      int
-	NextAttemptAt time.Time // zero: no retry planned
-	LastError     string
-	CommentID     int64 // 0: unknown
-	CommentHash   string
-	// SHAFirstSeenAt is when DesiredSHA was first observed: deploy latency
-	// is ReadyAt - SHAFirstSeenAt.
-	SHAFirstSeenAt  time.Time
-	DeployStartedAt time.Time
-	ReadyAt         time.Time
-	// ClosedAt is when the PR was confirmed closed (MarkDeleting); zero
-	// while it is open.
-	ClosedAt  time.Time
-	CreatedAt time.Time
-	UpdatedAt time.Time
-}
-
-// Key returns the preview's key.
-func (p Preview) Key() Key { return Key{Repo: p.Repo, Number: p.Number} }
-
-// Attempt is one deploy attempt.
-type Attempt struct {
-	SHA        string
-	Attempt    int // 1, 2, ... per (PR, SHA); never reused
-	StartedAt  time.Time
-	FinishedAt time.Time // zero while in flight
-	Outcome    Outcome   // "" while in flight
-	Error      string
-}
 
 // Store is previewd's state in PostgreSQL. It is safe for concurrent use,
 // also by several processes on the same database.
@@ -148,7 +63,7 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // inTx runs fn in a transaction, committing if it returns nil or an error
-// that wraps ErrStale (the bookkeeping done before a stale write is
+// that wraps model.ErrStale (the bookkeeping done before a stale write is
 // detected, such as closing an attempt, is kept), and rolling back
 // otherwise.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
@@ -158,7 +73,7 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
 	ferr := fn(tx)
-	if ferr != nil && !errors.Is(ferr, ErrStale) {
+	if ferr != nil && !errors.Is(ferr, model.ErrStale) {
 		return ferr
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -10,8 +10,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/previewd/previewd/internal/pgtest"
+	"github.com/previewd/previewd/internal/harness/pgtest"
 	"github.com/previewd/previewd/migrations"
+	"github.com/previewd/previewd/reconcile/model"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -42,7 +43,7 @@ func newStore(t *testing.T) (*Store, string) {
 	return s, url
 }
 
-func get(t *testing.T, s *Store, key Key) Preview {
+func get(t *testing.T, s *Store, key model.Key) model.Preview {
 	t.Helper()
 	p, ok, err := s.Get(t.Context(), key)
 	if err != nil {
@@ -54,16 +55,16 @@ func get(t *testing.T, s *Store, key Key) Preview {
 	return p
 }
 
-func mustObserve(t *testing.T, s *Store, key Key, sha string, now time.Time) Preview {
+func mustObserve(t *testing.T, s *Store, key model.Key, sha string, now time.Time) model.Preview {
 	t.Helper()
-	p, err := s.Observe(t.Context(), key, "ns-"+fmt.Sprint(key.Number), "branch", "title", sha, now)
+	p, err := s.RecordOpen(t.Context(), key, model.Open{Namespace: "ns-" + fmt.Sprint(key.Number), Branch: "branch", Title: "title", SHA: sha, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-func mustStart(t *testing.T, s *Store, key Key, sha string, now time.Time) int {
+func mustStart(t *testing.T, s *Store, key model.Key, sha string, now time.Time) int {
 	t.Helper()
 	n, err := s.StartAttempt(t.Context(), key, sha, now)
 	if err != nil {
@@ -128,7 +129,7 @@ func TestConcurrentMigrate(t *testing.T) {
 	if got := applied(t, stores[0]); len(got) != len(all) {
 		t.Errorf("schema_migrations has %d rows, want %d", len(got), len(all))
 	}
-	if _, err := stores[1].Observe(t.Context(), Key{"o/r", 1}, "ns", "b", "t", "a", t0); err != nil {
+	if _, err := stores[1].RecordOpen(t.Context(), model.Key{Repo: "o/r", Number: 1}, model.Open{Namespace: "ns", Branch: "b", Title: "t", SHA: "a", Now: t0}); err != nil {
 		t.Errorf("schema not usable: %v", err)
 	}
 }
@@ -165,10 +166,10 @@ func TestFailedMigrationRollsBack(t *testing.T) {
 func TestObserveStartFinishReady(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := t.Context()
-	key := Key{"acme/web", 7}
+	key := model.Key{Repo: "acme/web", Number: 7}
 
 	p := mustObserve(t, s, key, "aaa", at(0))
-	if p.Status != StatusPending || p.DesiredSHA != "aaa" || !p.SHAFirstSeenAt.Equal(at(0)) ||
+	if p.Status != model.StatusPending || p.DesiredSHA != "aaa" || !p.SHAFirstSeenAt.Equal(at(0)) ||
 		p.Namespace != "ns-7" || p.Attempts != 0 || p.CreatedAt.IsZero() {
 		t.Fatalf("after first Observe: %+v", p)
 	}
@@ -176,7 +177,7 @@ func TestObserveStartFinishReady(t *testing.T) {
 	if again != p {
 		t.Errorf("repeated Observe changed the row:\n%+v\n%+v", p, again)
 	}
-	if _, err := s.Observe(ctx, key, "other-ns", "branch2", "title2", "aaa", at(31)); err != nil {
+	if _, err := s.RecordOpen(ctx, key, model.Open{Namespace: "other-ns", Branch: "branch2", Title: "title2", SHA: "aaa", Now: at(31)}); err != nil {
 		t.Fatal(err)
 	}
 	p = get(t, s, key)
@@ -189,14 +190,14 @@ func TestObserveStartFinishReady(t *testing.T) {
 		t.Errorf("attempt = %d, want 1", n)
 	}
 	p = get(t, s, key)
-	if p.Status != StatusDeploying || p.Attempts != 1 || !p.DeployStartedAt.Equal(at(40)) {
-		t.Errorf("after StartAttempt: %+v", p)
+	if p.Status != model.StatusDeploying || p.Attempts != 0 || !p.DeployStartedAt.Equal(at(40)) {
+		t.Errorf("after StartAttempt (Attempts counts failures only): %+v", p)
 	}
-	if err := s.FinishAttempt(ctx, key, "aaa", 1, OutcomeReady, "", at(70), time.Time{}); err != nil {
+	if err := s.FinishAttempt(ctx, key, "aaa", 1, model.Finish{Outcome: model.OutcomeReady}, at(70)); err != nil {
 		t.Fatal(err)
 	}
 	p = get(t, s, key)
-	if p.Status != StatusReady || p.DeployedSHA != "aaa" || !p.ReadyAt.Equal(at(70)) || p.LastError != "" {
+	if p.Status != model.StatusReady || p.DeployedSHA != "aaa" || !p.ReadyAt.Equal(at(70)) || p.LastError != "" {
 		t.Errorf("after FinishAttempt: %+v", p)
 	}
 	if latency := p.ReadyAt.Sub(p.SHAFirstSeenAt); latency != 70*time.Second {
@@ -206,12 +207,12 @@ func TestObserveStartFinishReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Attempt{{SHA: "aaa", Attempt: 1, StartedAt: at(40), FinishedAt: at(70), Outcome: OutcomeReady}}
+	want := []model.Attempt{{SHA: "aaa", Attempt: 1, StartedAt: at(40), FinishedAt: at(70), Outcome: model.OutcomeReady}}
 	if !equalAttempts(as, want) {
 		t.Errorf("attempts = %+v, want %+v", as, want)
 	}
-	if err := s.FinishAttempt(ctx, key, "aaa", 1, OutcomeReady, "", at(71), time.Time{}); !errors.Is(err, ErrStale) {
-		t.Errorf("finishing twice: err = %v, want ErrStale", err)
+	if err := s.FinishAttempt(ctx, key, "aaa", 1, model.Finish{Outcome: model.OutcomeReady}, at(71)); !errors.Is(err, model.ErrStale) {
+		t.Errorf("finishing twice: err = %v, want model.ErrStale", err)
 	}
 	list, err := s.List(ctx)
 	if err != nil {
@@ -222,7 +223,7 @@ func TestObserveStartFinishReady(t *testing.T) {
 	}
 }
 
-func equalAttempts(a, b []Attempt) bool {
+func equalAttempts(a, b []model.Attempt) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -239,36 +240,36 @@ func equalAttempts(a, b []Attempt) bool {
 func TestNewSHAMidDeployMakesOldFinishStale(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := t.Context()
-	key := Key{"acme/web", 8}
+	key := model.Key{Repo: "acme/web", Number: 8}
 	mustObserve(t, s, key, "aaa", at(0))
 	mustStart(t, s, key, "aaa", at(1))
 
 	p := mustObserve(t, s, key, "bbb", at(10))
-	if p.Status != StatusPending || p.DesiredSHA != "bbb" || p.Attempts != 0 || !p.SHAFirstSeenAt.Equal(at(10)) {
+	if p.Status != model.StatusPending || p.DesiredSHA != "bbb" || p.Attempts != 0 || !p.SHAFirstSeenAt.Equal(at(10)) {
 		t.Fatalf("after new SHA: %+v", p)
 	}
-	err := s.FinishAttempt(ctx, key, "aaa", 1, OutcomeReady, "", at(20), time.Time{})
-	if !errors.Is(err, ErrStale) {
-		t.Fatalf("finishing the old deploy: err = %v, want ErrStale", err)
+	err := s.FinishAttempt(ctx, key, "aaa", 1, model.Finish{Outcome: model.OutcomeReady}, at(20))
+	if !errors.Is(err, model.ErrStale) {
+		t.Fatalf("finishing the old deploy: err = %v, want model.ErrStale", err)
 	}
 	p = get(t, s, key)
-	if p.Status != StatusPending || p.DeployedSHA != "" || !p.ReadyAt.IsZero() {
+	if p.Status != model.StatusPending || p.DeployedSHA != "" || !p.ReadyAt.IsZero() {
 		t.Errorf("stale finish changed the preview: %+v", p)
 	}
 	as, _ := s.Attempts(ctx, key)
-	if len(as) != 1 || as[0].Outcome != OutcomeReady || !as[0].FinishedAt.Equal(at(20)) {
+	if len(as) != 1 || as[0].Outcome != model.OutcomeReady || !as[0].FinishedAt.Equal(at(20)) {
 		t.Errorf("the old attempt was not recorded: %+v", as)
 	}
-	if _, err := s.StartAttempt(ctx, key, "aaa", at(21)); !errors.Is(err, ErrStale) {
-		t.Errorf("starting the old SHA: err = %v, want ErrStale", err)
+	if _, err := s.StartAttempt(ctx, key, "aaa", at(21)); !errors.Is(err, model.ErrStale) {
+		t.Errorf("starting the old SHA: err = %v, want model.ErrStale", err)
 	}
 	if n := mustStart(t, s, key, "bbb", at(22)); n != 1 {
 		t.Errorf("first attempt of bbb = %d", n)
 	}
-	if err := s.FinishAttempt(ctx, key, "bbb", 1, OutcomeReady, "", at(30), time.Time{}); err != nil {
+	if err := s.FinishAttempt(ctx, key, "bbb", 1, model.Finish{Outcome: model.OutcomeReady}, at(30)); err != nil {
 		t.Fatal(err)
 	}
-	if p := get(t, s, key); p.Status != StatusReady || p.DeployedSHA != "bbb" {
+	if p := get(t, s, key); p.Status != model.StatusReady || p.DeployedSHA != "bbb" {
 		t.Errorf("after deploying bbb: %+v", p)
 	}
 
@@ -277,14 +278,14 @@ func TestNewSHAMidDeployMakesOldFinishStale(t *testing.T) {
 	if n := mustStart(t, s, key, "aaa", at(41)); n != 2 {
 		t.Errorf("attempt of aaa after returning to it = %d, want 2", n)
 	}
-	if p := get(t, s, key); p.Attempts != 1 {
-		t.Errorf("Attempts = %d, want 1", p.Attempts)
+	if p := get(t, s, key); p.Attempts != 0 {
+		t.Errorf("Attempts = %d, want 0 (the budget restarts; nothing failed yet)", p.Attempts)
 	}
 }
 
 func TestOlderObservationDoesNotMoveSHABack(t *testing.T) {
 	s, _ := newStore(t)
-	key := Key{"acme/web", 9}
+	key := model.Key{Repo: "acme/web", Number: 9}
 	mustObserve(t, s, key, "new", at(10))
 	p := mustObserve(t, s, key, "old", at(5))
 	if p.DesiredSHA != "new" || !p.SHAFirstSeenAt.Equal(at(10)) {
@@ -295,54 +296,54 @@ func TestOlderObservationDoesNotMoveSHABack(t *testing.T) {
 func TestRetries(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := t.Context()
-	key := Key{"acme/web", 10}
+	key := model.Key{Repo: "acme/web", Number: 10}
 	mustObserve(t, s, key, "aaa", at(0))
 
 	mustStart(t, s, key, "aaa", at(1))
-	if err := s.FinishAttempt(ctx, key, "aaa", 1, OutcomeFailed, "image pull backoff", at(2), at(62)); err != nil {
+	if err := s.FinishAttempt(ctx, key, "aaa", 1, model.Finish{Outcome: model.OutcomeFailed, Error: "image pull backoff", NextAttemptAt: at(62)}, at(2)); err != nil {
 		t.Fatal(err)
 	}
 	p := get(t, s, key)
-	if p.Status != StatusFailed || p.LastError != "image pull backoff" || !p.NextAttemptAt.Equal(at(62)) || p.Attempts != 1 {
+	if p.Status != model.StatusFailed || p.LastError != "image pull backoff" || !p.NextAttemptAt.Equal(at(62)) || p.Attempts != 1 {
 		t.Errorf("after first failure: %+v", p)
 	}
 	if n := mustStart(t, s, key, "aaa", at(62)); n != 2 {
 		t.Errorf("second attempt = %d", n)
 	}
 	p = get(t, s, key)
-	if p.Status != StatusDeploying || !p.NextAttemptAt.IsZero() || p.Attempts != 2 {
+	if p.Status != model.StatusDeploying || !p.NextAttemptAt.IsZero() || p.Attempts != 1 {
 		t.Errorf("after second start: %+v", p)
 	}
-	if err := s.FinishAttempt(ctx, key, "aaa", 2, OutcomeFailed, "crash loop", at(70), time.Time{}); err != nil {
+	if err := s.FinishAttempt(ctx, key, "aaa", 2, model.Finish{Outcome: model.OutcomeFailed, Error: "crash loop"}, at(70)); err != nil {
 		t.Fatal(err)
 	}
 	p = get(t, s, key)
-	if p.Status != StatusFailed || p.LastError != "crash loop" || !p.NextAttemptAt.IsZero() || p.Attempts != 2 {
+	if p.Status != model.StatusFailed || p.LastError != "crash loop" || !p.NextAttemptAt.IsZero() || p.Attempts != 2 {
 		t.Errorf("after giving up: %+v", p)
 	}
 	// A push resets the retry budget.
 	p = mustObserve(t, s, key, "bbb", at(80))
-	if p.Status != StatusPending || p.Attempts != 0 || p.LastError != "" || !p.NextAttemptAt.IsZero() {
+	if p.Status != model.StatusPending || p.Attempts != 0 || p.LastError != "" || !p.NextAttemptAt.IsZero() {
 		t.Errorf("after new SHA: %+v", p)
 	}
 	as, _ := s.Attempts(ctx, key)
-	if len(as) != 2 || as[0].Error != "image pull backoff" || as[1].Outcome != OutcomeFailed {
+	if len(as) != 2 || as[0].Error != "image pull backoff" || as[1].Outcome != model.OutcomeFailed {
 		t.Errorf("attempts = %+v", as)
 	}
 }
 
 func TestCancelledAttemptReturnsToPending(t *testing.T) {
 	s, _ := newStore(t)
-	key := Key{"acme/web", 11}
+	key := model.Key{Repo: "acme/web", Number: 11}
 	mustObserve(t, s, key, "aaa", at(0))
 	mustStart(t, s, key, "aaa", at(1))
-	if err := s.FinishAttempt(t.Context(), key, "aaa", 1, OutcomeCancelled, "shutting down", at(2), time.Time{}); err != nil {
+	if err := s.FinishAttempt(t.Context(), key, "aaa", 1, model.Finish{Outcome: model.OutcomeCancelled, Error: "shutting down"}, at(2)); err != nil {
 		t.Fatal(err)
 	}
-	if p := get(t, s, key); p.Status != StatusPending {
+	if p := get(t, s, key); p.Status != model.StatusPending {
 		t.Errorf("status = %s, want pending", p.Status)
 	}
-	if err := s.FinishAttempt(t.Context(), key, "aaa", 1, "exploded", "", at(2), time.Time{}); err == nil {
+	if err := s.FinishAttempt(t.Context(), key, "aaa", 1, model.Finish{Outcome: "exploded"}, at(2)); err == nil {
 		t.Error("unknown outcome accepted")
 	}
 }
@@ -350,7 +351,7 @@ func TestCancelledAttemptReturnsToPending(t *testing.T) {
 func TestStartAttemptSupersedesOpenAttempt(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := t.Context()
-	key := Key{"acme/web", 12}
+	key := model.Key{Repo: "acme/web", Number: 12}
 	mustObserve(t, s, key, "aaa", at(0))
 	mustStart(t, s, key, "aaa", at(1))
 	// previewd crashed mid-deploy; after the restart the deploy starts again.
@@ -358,20 +359,20 @@ func TestStartAttemptSupersedesOpenAttempt(t *testing.T) {
 		t.Fatalf("attempt = %d, want 2", n)
 	}
 	as, _ := s.Attempts(ctx, key)
-	if len(as) != 2 || as[0].Outcome != OutcomeCancelled || !as[0].FinishedAt.Equal(at(100)) ||
+	if len(as) != 2 || as[0].Outcome != model.OutcomeCancelled || !as[0].FinishedAt.Equal(at(100)) ||
 		!strings.Contains(as[0].Error, "superseded") || as[1].Outcome != "" {
 		t.Fatalf("attempts = %+v", as)
 	}
-	if err := s.FinishAttempt(ctx, key, "aaa", 1, OutcomeReady, "", at(101), time.Time{}); !errors.Is(err, ErrStale) {
-		t.Errorf("finishing the superseded attempt: err = %v, want ErrStale", err)
+	if err := s.FinishAttempt(ctx, key, "aaa", 1, model.Finish{Outcome: model.OutcomeReady}, at(101)); !errors.Is(err, model.ErrStale) {
+		t.Errorf("finishing the superseded attempt: err = %v, want model.ErrStale", err)
 	}
-	if p := get(t, s, key); p.Status != StatusDeploying {
+	if p := get(t, s, key); p.Status != model.StatusDeploying {
 		t.Errorf("superseded finish changed status to %s", p.Status)
 	}
-	if err := s.FinishAttempt(ctx, key, "aaa", 3, OutcomeReady, "", at(101), time.Time{}); !errors.Is(err, ErrNotFound) {
-		t.Errorf("finishing an unknown attempt: err = %v, want ErrNotFound", err)
+	if err := s.FinishAttempt(ctx, key, "aaa", 3, model.Finish{Outcome: model.OutcomeReady}, at(101)); !errors.Is(err, model.ErrNotFound) {
+		t.Errorf("finishing an unknown attempt: err = %v, want model.ErrNotFound", err)
 	}
-	if err := s.FinishAttempt(ctx, key, "aaa", 2, OutcomeReady, "", at(102), time.Time{}); err != nil {
+	if err := s.FinishAttempt(ctx, key, "aaa", 2, model.Finish{Outcome: model.OutcomeReady}, at(102)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -379,16 +380,16 @@ func TestStartAttemptSupersedesOpenAttempt(t *testing.T) {
 func TestCloseAndReopen(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := t.Context()
-	key := Key{"acme/web", 13}
+	key := model.Key{Repo: "acme/web", Number: 13}
 	mustObserve(t, s, key, "aaa", at(0))
 	mustStart(t, s, key, "aaa", at(1))
-	if err := s.FinishAttempt(ctx, key, "aaa", 1, OutcomeReady, "", at(2), time.Time{}); err != nil {
+	if err := s.FinishAttempt(ctx, key, "aaa", 1, model.Finish{Outcome: model.OutcomeReady}, at(2)); err != nil {
 		t.Fatal(err)
 	}
 	mustStart(t, s, key, "aaa", at(3)) // a redeploy is in flight when the PR closes
 
-	if err := s.MarkDeleted(ctx, key, at(9)); !errors.Is(err, ErrStale) {
-		t.Errorf("MarkDeleted of a live preview: err = %v, want ErrStale", err)
+	if err := s.MarkDeleted(ctx, key, at(9)); !errors.Is(err, model.ErrStale) {
+		t.Errorf("MarkDeleted of a live preview: err = %v, want model.ErrStale", err)
 	}
 	if err := s.MarkDeleting(ctx, key, at(10)); err != nil {
 		t.Fatal(err)
@@ -397,18 +398,18 @@ func TestCloseAndReopen(t *testing.T) {
 		t.Fatalf("MarkDeleting again: %v", err)
 	}
 	p := get(t, s, key)
-	if p.Status != StatusDeleting || !p.ClosedAt.Equal(at(10)) {
+	if p.Status != model.StatusDeleting || !p.ClosedAt.Equal(at(10)) {
 		t.Errorf("after MarkDeleting: %+v", p)
 	}
 	as, _ := s.Attempts(ctx, key)
-	if len(as) != 2 || as[1].Outcome != OutcomeCancelled || !as[1].FinishedAt.Equal(at(10)) {
+	if len(as) != 2 || as[1].Outcome != model.OutcomeCancelled || !as[1].FinishedAt.Equal(at(10)) {
 		t.Errorf("in-flight attempt not cancelled: %+v", as)
 	}
-	if err := s.FinishAttempt(ctx, key, "aaa", 2, OutcomeReady, "", at(12), time.Time{}); !errors.Is(err, ErrStale) {
-		t.Errorf("finishing after close: err = %v, want ErrStale", err)
+	if err := s.FinishAttempt(ctx, key, "aaa", 2, model.Finish{Outcome: model.OutcomeReady}, at(12)); !errors.Is(err, model.ErrStale) {
+		t.Errorf("finishing after close: err = %v, want model.ErrStale", err)
 	}
-	if _, err := s.StartAttempt(ctx, key, "aaa", at(12)); !errors.Is(err, ErrStale) {
-		t.Errorf("starting after close: err = %v, want ErrStale", err)
+	if _, err := s.StartAttempt(ctx, key, "aaa", at(12)); !errors.Is(err, model.ErrStale) {
+		t.Errorf("starting after close: err = %v, want model.ErrStale", err)
 	}
 	if list, _ := s.List(ctx); len(list) != 1 {
 		t.Errorf("deleting preview missing from List: %+v", list)
@@ -420,7 +421,7 @@ func TestCloseAndReopen(t *testing.T) {
 		t.Fatalf("MarkDeleted again: %v", err)
 	}
 	p = get(t, s, key)
-	if p.Status != StatusDeleted || p.DeployedSHA != "" || !p.ReadyAt.IsZero() {
+	if p.Status != model.StatusDeleted || p.DeployedSHA != "" || !p.ReadyAt.IsZero() {
 		t.Errorf("after MarkDeleted: %+v", p)
 	}
 	if list, _ := s.List(ctx); len(list) != 0 {
@@ -428,34 +429,34 @@ func TestCloseAndReopen(t *testing.T) {
 	}
 
 	// An observation from before the close does not revive.
-	p, err := s.Observe(ctx, key, "ns-new", "branch", "title", "aaa", at(5))
+	p, err := s.RecordOpen(ctx, key, model.Open{Namespace: "ns-new", Branch: "branch", Title: "title", SHA: "aaa", Now: at(5)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Status != StatusDeleted {
+	if p.Status != model.StatusDeleted {
 		t.Errorf("stale observation revived the preview: %+v", p)
 	}
 	// Reopened.
-	p, err = s.Observe(ctx, key, "ns-new", "branch", "title", "aaa", at(30))
+	p, err = s.RecordOpen(ctx, key, model.Open{Namespace: "ns-new", Branch: "branch", Title: "title", SHA: "aaa", Now: at(30)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Status != StatusPending || p.Namespace != "ns-new" || p.Attempts != 0 || !p.ClosedAt.IsZero() ||
+	if p.Status != model.StatusPending || p.Namespace != "ns-new" || p.Attempts != 0 || !p.ClosedAt.IsZero() ||
 		!p.SHAFirstSeenAt.Equal(at(30)) || p.DeployedSHA != "" {
 		t.Errorf("after reopen: %+v", p)
 	}
 	if n := mustStart(t, s, key, "aaa", at(31)); n != 3 {
 		t.Errorf("attempt after reopen = %d, want 3", n)
 	}
-	if err := s.MarkDeleted(ctx, key, at(32)); !errors.Is(err, ErrStale) {
-		t.Errorf("MarkDeleted after reopen: err = %v, want ErrStale", err)
+	if err := s.MarkDeleted(ctx, key, at(32)); !errors.Is(err, model.ErrStale) {
+		t.Errorf("MarkDeleted after reopen: err = %v, want model.ErrStale", err)
 	}
 }
 
 func TestCommentAndError(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := t.Context()
-	key := Key{"acme/web", 14}
+	key := model.Key{Repo: "acme/web", Number: 14}
 	mustObserve(t, s, key, "aaa", at(0))
 	if err := s.SetComment(ctx, key, 123456789012, "h1"); err != nil {
 		t.Fatal(err)
@@ -465,7 +466,7 @@ func TestCommentAndError(t *testing.T) {
 	}
 	p := get(t, s, key)
 	if p.CommentID != 123456789012 || p.CommentHash != "h1" || !strings.Contains(p.LastError, "not owned") ||
-		p.Status != StatusPending {
+		p.Status != model.StatusPending {
 		t.Errorf("got %+v", p)
 	}
 	if err := s.SetComment(ctx, key, 0, ""); err != nil {
@@ -479,13 +480,13 @@ func TestCommentAndError(t *testing.T) {
 func TestNotFound(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := t.Context()
-	key := Key{"acme/web", 404}
+	key := model.Key{Repo: "acme/web", Number: 404}
 	if _, ok, err := s.Get(ctx, key); ok || err != nil {
 		t.Errorf("Get: ok=%v err=%v", ok, err)
 	}
 	errs := map[string]error{
 		"StartAttempt":  func() error { _, err := s.StartAttempt(ctx, key, "a", t0); return err }(),
-		"FinishAttempt": s.FinishAttempt(ctx, key, "a", 1, OutcomeReady, "", t0, time.Time{}),
+		"FinishAttempt": s.FinishAttempt(ctx, key, "a", 1, model.Finish{Outcome: model.OutcomeReady}, t0),
 		"MarkDeleting":  s.MarkDeleting(ctx, key, t0),
 		"MarkDeleted":   s.MarkDeleted(ctx, key, t0),
 		"SetError":      s.SetError(ctx, key, "x"),
@@ -493,13 +494,13 @@ func TestNotFound(t *testing.T) {
 		"Attempts":      func() error { _, err := s.Attempts(ctx, key); return err }(),
 	}
 	for name, err := range errs {
-		if !errors.Is(err, ErrNotFound) {
-			t.Errorf("%s: err = %v, want ErrNotFound", name, err)
+		if !errors.Is(err, model.ErrNotFound) {
+			t.Errorf("%s: err = %v, want model.ErrNotFound", name, err)
 		} else if !strings.Contains(err.Error(), "acme/web#404") {
 			t.Errorf("%s: error %q does not name the PR", name, err)
 		}
 	}
-	if _, err := s.Observe(ctx, key, "ns", "b", "t", "", t0); err == nil {
+	if _, err := s.RecordOpen(ctx, key, model.Open{Namespace: "ns", Branch: "b", Title: "t", SHA: "", Now: t0}); err == nil {
 		t.Error("Observe accepted an empty SHA")
 	}
 	mustObserve(t, s, key, "a", t0)
@@ -512,7 +513,7 @@ func TestNotFound(t *testing.T) {
 // observe, deploy and finish the same PR at once, with pushes in between.
 func TestRacingWriters(t *testing.T) {
 	_, url := newStore(t)
-	key := Key{"acme/web", 15}
+	key := model.Key{Repo: "acme/web", Number: 15}
 	const writers, cycles = 3, 25
 	sha := func(cycle int) string { return fmt.Sprintf("sha%02d", cycle/5) } // a push every 5 cycles
 	var wg sync.WaitGroup
@@ -523,24 +524,24 @@ func TestRacingWriters(t *testing.T) {
 			ctx := t.Context()
 			for c := range cycles {
 				now := at(c)
-				if _, err := s.Observe(ctx, key, "ns", "b", "t", sha(c), now); err != nil {
+				if _, err := s.RecordOpen(ctx, key, model.Open{Namespace: "ns", Branch: "b", Title: "t", SHA: sha(c), Now: now}); err != nil {
 					errc <- err
 					continue
 				}
 				n, err := s.StartAttempt(ctx, key, sha(c), now)
-				if errors.Is(err, ErrStale) {
+				if errors.Is(err, model.ErrStale) {
 					continue
 				}
 				if err != nil {
 					errc <- err
 					continue
 				}
-				outcome := OutcomeReady
+				outcome := model.OutcomeReady
 				if (w+c)%3 == 0 {
-					outcome = OutcomeFailed
+					outcome = model.OutcomeFailed
 				}
-				err = s.FinishAttempt(ctx, key, sha(c), n, outcome, "boom", now.Add(time.Millisecond), time.Time{})
-				if err != nil && !errors.Is(err, ErrStale) {
+				err = s.FinishAttempt(ctx, key, sha(c), n, model.Finish{Outcome: outcome, Error: "boom"}, now.Add(time.Millisecond))
+				if err != nil && !errors.Is(err, model.ErrStale) {
 					errc <- err
 				}
 			}
@@ -568,9 +569,12 @@ func TestRacingWriters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	perSHA := map[string]int{}
+	perSHA, failed := map[string]int{}, map[string]int{}
 	for _, a := range as {
 		perSHA[a.SHA]++
+		if a.Outcome == model.OutcomeFailed {
+			failed[a.SHA]++
+		}
 		if a.Attempt != perSHA[a.SHA] {
 			t.Errorf("attempt %+v: numbers of %s are not 1, 2, ... in order", a, a.SHA)
 		}
@@ -578,13 +582,13 @@ func TestRacingWriters(t *testing.T) {
 			t.Errorf("attempt %+v still open after every writer finished", a)
 		}
 	}
-	if p.Attempts != perSHA[p.DesiredSHA] {
-		t.Errorf("Attempts = %d, but %d attempts of %s recorded", p.Attempts, perSHA[p.DesiredSHA], p.DesiredSHA)
+	if p.Attempts != failed[p.DesiredSHA] {
+		t.Errorf("Attempts = %d, but %d failed attempts of %s recorded", p.Attempts, failed[p.DesiredSHA], p.DesiredSHA)
 	}
-	if p.Status == StatusDeploying {
+	if p.Status == model.StatusDeploying {
 		t.Errorf("status deploying with no attempt in flight: %+v", p)
 	}
-	if p.Status == StatusReady && p.DeployedSHA != p.DesiredSHA {
+	if p.Status == model.StatusReady && p.DeployedSHA != p.DesiredSHA {
 		t.Errorf("ready at %s but %s desired", p.DeployedSHA, p.DesiredSHA)
 	}
 	if len(as) == 0 {
@@ -596,7 +600,7 @@ func TestRacingWriters(t *testing.T) {
 func TestConnectionLossIsAnError(t *testing.T) {
 	s, url := newStore(t)
 	ctx := t.Context()
-	key := Key{"acme/web", 16}
+	key := model.Key{Repo: "acme/web", Number: 16}
 	mustObserve(t, s, key, "aaa", at(0))
 	cache := s.HTTPCache(ctx, HTTPCacheOptions{})
 	cache.Set("k", []byte("v"))
@@ -670,5 +674,67 @@ func TestOpenUnreachable(t *testing.T) {
 	_, err = Open(ctx, "postgres://previewd:s3cret@127.0.0.1:notaport/x")
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("bad URL: err = %v", err)
+	}
+}
+
+// TestMigrationBlockedAndBudget: rows written by a previewd before
+// migration 2 (a blocked preview stored as failed with the phrase in its
+// error; attempts counting every start) read as the new model expects.
+func TestMigrationBlockedAndBudget(t *testing.T) {
+	s := open(t, pgtest.URL(t))
+	all, err := migrations.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.migrate(t.Context(), all[:1]); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	_, err = s.pool.Exec(ctx, `
+		INSERT INTO previews (repo, number, namespace, desired_sha, status, attempts, next_attempt_at, last_error, sha_first_seen_at)
+		VALUES ('acme/web', 1, 'pr-web-1', 'aaa', 'failed', 1, NULL, 'namespace pr-web-1 already exists and is not managed by previewd; previewd will not touch it.', $1),
+		       ('acme/web', 2, 'pr-web-2', 'bbb', 'failed', 3, $2, 'CrashLoopBackOff', $1)`, t0, at(60))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.pool.Exec(ctx, `
+		INSERT INTO deploy_attempts (preview_id, sha, attempt, started_at, finished_at, outcome, error)
+		SELECT id, 'bbb', n, $1::timestamptz + n * interval '1 second', $1::timestamptz + n * interval '1 second',
+		       CASE WHEN n = 2 THEN 'cancelled' ELSE 'failed' END, ''
+		FROM previews, generate_series(1, 3) n WHERE number = 2`, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := get(t, s, model.Key{Repo: "acme/web", Number: 1}); p.Status != model.StatusBlocked || p.Attempts != 0 {
+		t.Errorf("old blocked row: %s, attempts %d", p.Status, p.Attempts)
+	}
+	if p := get(t, s, model.Key{Repo: "acme/web", Number: 2}); p.Status != model.StatusFailed || p.Attempts != 2 || !p.NextAttemptAt.Equal(at(60)) {
+		t.Errorf("old failed row: %s, attempts %d (want the 2 failed, not the cancelled one), next %v", p.Status, p.Attempts, p.NextAttemptAt)
+	}
+}
+
+func TestBlock(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	key := model.Key{Repo: "acme/web", Number: 21}
+	mustObserve(t, s, key, "aaa", at(0))
+	if err := s.Block(ctx, key, "aaa", "namespace pr-web-21 already exists"); err != nil {
+		t.Fatal(err)
+	}
+	if p := get(t, s, key); p.Status != model.StatusBlocked || p.LastError != "namespace pr-web-21 already exists" {
+		t.Errorf("after Block: %+v", p)
+	}
+	if err := s.Block(ctx, key, "bbb", "x"); !errors.Is(err, model.ErrStale) {
+		t.Errorf("Block at a SHA not desired = %v, want ErrStale", err)
+	}
+	if err := s.Block(ctx, model.Key{Repo: "acme/web", Number: 99}, "aaa", "x"); !errors.Is(err, model.ErrNotFound) {
+		t.Errorf("Block of an unknown PR = %v, want ErrNotFound", err)
+	}
+	// A push clears the block: the plan tries again.
+	if p := mustObserve(t, s, key, "bbb", at(10)); p.Status != model.StatusPending || p.LastError != "" {
+		t.Errorf("after a push: %+v", p)
 	}
 }

@@ -1,15 +1,18 @@
-// Command regress is `make bench`'s bookkeeping: it stores Go benchmark
-// output in bench/results.json and compares a run's headline figures with
-// the committed ones, flagging any more than 20% worse. The comparison is a
+// Command regress is `make bench`'s report on the scenario figures: it
+// compares the headline figures of a run's bench/results.json with the
+// committed ones and flags any more than 20% worse. The comparison is a
 // report, not a verdict: it always exits 0 once it could read its inputs,
-// because the machines that run it are shared and noisy.
+// because each scenario figure is a single run on a shared, noisy machine and
+// there is no spread to test a difference against.
 //
-//	go test -run '^$' -bench . -benchmem -count 5 ./reconcile/ ./kube/ | regress gobench -results bench/results.json
+// Go benchmarks are not compared here: `make bench-go` runs them -count 10 and
+// compares them with the committed bench/gobench.txt by benchstat
+// (golang.org/x/perf), which tests each difference for significance.
+//
 //	regress compare -baseline old.json -current bench/results.json
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,7 +20,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,16 +43,11 @@ type scenario struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: regress gobench -results FILE < go-test-output | regress compare -baseline FILE -current FILE")
+		fmt.Fprintln(os.Stderr, "usage: regress compare -baseline FILE -current FILE")
 		os.Exit(1)
 	}
 	var err error
 	switch os.Args[1] {
-	case "gobench":
-		fs := flag.NewFlagSet("gobench", flag.ExitOnError)
-		results := fs.String("results", "bench/results.json", "results file to update (key go_benchmarks)")
-		_ = fs.Parse(os.Args[2:])
-		err = gobench(os.Stdin, *results)
 	case "compare":
 		fs := flag.NewFlagSet("compare", flag.ExitOnError)
 		base := fs.String("baseline", "", "the committed results.json")
@@ -58,7 +55,7 @@ func main() {
 		_ = fs.Parse(os.Args[2:])
 		err = compare(os.Stdout, *base, *cur)
 	default:
-		err = fmt.Errorf("unknown command %q: want gobench or compare", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want compare (Go benchmarks: make bench-go, benchstat)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "regress:", err)
@@ -66,104 +63,9 @@ func main() {
 	}
 }
 
-var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
-
-// parseGoBench returns, per benchmark, each unit's values over the runs.
-func parseGoBench(r io.Reader) (map[string]map[string][]float64, error) {
-	out := map[string]map[string][]float64{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		m := benchLine.FindStringSubmatch(strings.TrimSpace(sc.Text()))
-		if m == nil {
-			continue
-		}
-		f := strings.Fields(m[2])
-		for i := 0; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err != nil {
-				continue
-			}
-			if out[m[1]] == nil {
-				out[m[1]] = map[string][]float64{}
-			}
-			out[m[1]][f[i+1]] = append(out[m[1]][f[i+1]], v)
-		}
-	}
-	return out, sc.Err()
-}
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// gobench stores the medians of every benchmark's ns/op, B/op and
-// allocs/op as headline figures under go_benchmarks.
-func gobench(in io.Reader, path string) error {
-	runs, err := parseGoBench(in)
-	if err != nil {
-		return err
-	}
-	if len(runs) == 0 {
-		return errors.New("no benchmark lines on standard input")
-	}
-	type entry struct {
-		Runs   int     `json:"runs"`
-		NsOp   float64 `json:"ns_per_op_median"`
-		BOp    float64 `json:"bytes_per_op_median"`
-		Allocs float64 `json:"allocs_per_op_median"`
-		MinNs  float64 `json:"ns_per_op_min"`
-		MaxNs  float64 `json:"ns_per_op_max"`
-	}
-	res := struct {
-		Scale      string            `json:"scale"`
-		Benchmarks map[string]entry  `json:"benchmarks"`
-		Headline   map[string]Figure `json:"headline"`
-	}{Scale: "go test -bench", Benchmarks: map[string]entry{}, Headline: map[string]Figure{}}
-	for name, u := range runs {
-		ns := u["ns/op"]
-		e := entry{Runs: len(ns), NsOp: median(ns), BOp: median(orZero(u["B/op"])), Allocs: median(orZero(u["allocs/op"]))}
-		e.MinNs, e.MaxNs = minMax(ns)
-		res.Benchmarks[name] = e
-		res.Headline["go."+name+".ns_per_op"] = Figure{e.NsOp, "ns", "lower"}
-		res.Headline["go."+name+".allocs_per_op"] = Figure{e.Allocs, "allocs", "lower"}
-	}
-	all := map[string]json.RawMessage{}
-	if b, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(b, &all); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	b, err := json.Marshal(res)
-	if err != nil {
-		return err
-	}
-	all["go_benchmarks"] = b
-	out, err := json.MarshalIndent(all, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(out, '\n'), 0o644)
-}
-
-func orZero(xs []float64) []float64 {
-	if len(xs) == 0 {
-		return []float64{0}
-	}
-	return xs
-}
-
-func minMax(xs []float64) (float64, float64) {
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, x := range xs {
-		lo, hi = math.Min(lo, x), math.Max(hi, x)
-	}
-	return lo, hi
-}
+// goBenchmarks is the key under which results.json files from before
+// benchstat held the medians of the Go benchmarks; compare skips it.
+const goBenchmarks = "go_benchmarks"
 
 func load(path string) (map[string]scenario, error) {
 	b, err := os.ReadFile(path)
@@ -176,6 +78,9 @@ func load(path string) (map[string]scenario, error) {
 	}
 	out := map[string]scenario{}
 	for k, v := range raw {
+		if k == goBenchmarks {
+			continue
+		}
 		var s scenario
 		if json.Unmarshal(v, &s) == nil && len(s.Headline) > 0 {
 			out[k] = s
@@ -201,9 +106,10 @@ func verdict(base, cur float64, better string) (change string, worse bool) {
 	return change, d > Threshold
 }
 
-// compare prints every headline figure of current next to the baseline's
-// and flags those more than 20% worse. Scenarios run at another scale are
-// reported as not comparable.
+// compare prints every scenario's headline figures in current next to the
+// baseline's and flags those more than 20% worse. Scenarios run at another
+// scale are reported as not comparable. Go benchmark medians left in an older
+// results.json are ignored: benchstat compares those (make bench-go).
 func compare(w io.Writer, basePath, curPath string) error {
 	cur, err := load(curPath)
 	if err != nil {
@@ -254,9 +160,9 @@ func compare(w io.Writer, basePath, curPath string) error {
 		return err
 	}
 	if len(flagged) == 0 {
-		fmt.Fprintln(w, "REGRESSION CHECK: no figure more than 20% worse than the committed results (report only)")
+		fmt.Fprintln(w, "REGRESSION CHECK (scenarios, single runs): no figure more than 20% worse than the committed results (report only; Go benchmarks: see benchstat above)")
 	} else {
-		fmt.Fprintf(w, "REGRESSION CHECK: %d figure(s) more than 20%% worse than the committed results (report only; shared machines are noisy, rerun before acting): %s\n",
+		fmt.Fprintf(w, "REGRESSION CHECK (scenarios, single runs): %d figure(s) more than 20%% worse than the committed results (report only; shared machines are noisy, rerun before acting; Go benchmarks: see benchstat above): %s\n",
 			len(flagged), strings.Join(flagged, ", "))
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -28,22 +29,24 @@ func TestVerdict(t *testing.T) {
 	}
 }
 
-func TestGoBenchAndCompare(t *testing.T) {
+func TestCompare(t *testing.T) {
 	dir := t.TempDir()
 	base, cur := filepath.Join(dir, "base.json"), filepath.Join(dir, "cur.json")
-	out1 := "goos: linux\nBenchmarkPlan-2   \t 200\t 5000000 ns/op\t 1300000 B/op\t 4500 allocs/op\nBenchmarkPlan-2 200 6000000 ns/op 1300000 B/op 4500 allocs/op\nBenchmarkPlan-2 200 5500000 ns/op 1300000 B/op 4500 allocs/op\nPASS\n"
-	// Slower, same allocations.
-	out2 := strings.NewReplacer("5000000", "9000000", "6000000", "9100000", "5500000", "8000000").Replace(out1)
-	if err := gobench(strings.NewReader(out1), base); err != nil {
-		t.Fatal(err)
+	// Both files still hold an old go_benchmarks entry (medians from before
+	// benchstat), 80% apart: compare must leave it to benchstat.
+	old := func(ns int) string {
+		return `"go_benchmarks": {"scale": "go test -bench", "headline": {"go.Plan.ns_per_op": {"value": ` + strconv.Itoa(ns) + `, "unit": "ns", "better": "lower"}}}`
 	}
-	if err := gobench(strings.NewReader(out2), cur); err != nil {
-		t.Fatal(err)
+	files := map[string]string{
+		base: `{` + old(5000000) + `,
+  "burst_and_cleanup": {"scale": "50 PRs", "headline": {"burst.all_ready_s": {"value": 18, "unit": "s", "better": "lower"}, "cleanup.gone_s": {"value": 23, "unit": "s", "better": "lower"}}},
+  "idle_cost": {"scale": "100 × 2", "headline": {"idle.charged": {"value": 0, "unit": "requests", "better": "lower"}}}}`,
+		// Slower burst, same cleanup; idle cost at another scale.
+		cur: `{` + old(9000000) + `,
+  "burst_and_cleanup": {"scale": "50 PRs", "headline": {"burst.all_ready_s": {"value": 30, "unit": "s", "better": "lower"}, "cleanup.gone_s": {"value": 23, "unit": "s", "better": "lower"}}},
+  "idle_cost": {"scale": "100 × 10", "headline": {"idle.charged": {"value": 0, "unit": "requests", "better": "lower"}}}}`,
 	}
-	// A scenario at another scale is not compared.
-	for p, v := range map[string]string{base: "100 × 2", cur: "100 × 10"} {
-		all, _ := os.ReadFile(p)
-		s := strings.Replace(string(all), "{", `{"idle_cost": {"scale": "`+v+`", "headline": {"idle.charged": {"value": 0, "unit": "requests", "better": "lower"}}},`, 1)
+	for p, s := range files {
 		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -53,14 +56,17 @@ func TestGoBenchAndCompare(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := b.String()
-	for _, want := range []string{"go.Plan.ns_per_op", "5.5e+06 ns", "9e+06 ns", "+64%", "WORSE", "not comparable", "1 figure(s) more than 20% worse"} {
+	for _, want := range []string{"burst.all_ready_s", "18 s", "30 s", "+67%", "WORSE", "not comparable", "1 figure(s) more than 20% worse"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("report lacks %q:\n%s", want, got)
 		}
 	}
+	if strings.Contains(got, "go.Plan") {
+		t.Errorf("report compares Go benchmark medians, which benchstat compares:\n%s", got)
+	}
 	for _, line := range strings.Split(got, "\n") {
-		if strings.HasPrefix(line, "go.Plan.allocs_per_op ") && (strings.Contains(line, "WORSE") || !strings.Contains(line, "+0%")) {
-			t.Errorf("allocations did not change, yet: %s", line)
+		if strings.HasPrefix(line, "cleanup.gone_s ") && (strings.Contains(line, "WORSE") || !strings.Contains(line, "+0%")) {
+			t.Errorf("cleanup did not change, yet: %s", line)
 		}
 	}
 }

@@ -18,7 +18,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/previewd/previewd/internal/demo"
+	"github.com/previewd/previewd/internal/harness/demo"
 )
 
 func main() {

@@ -179,7 +179,7 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	}
 	defer d.Close()
 	res, err := d.Loop.Plan(ctx)
-	if err != nil && strings.Contains(err.Error(), "reading previews") {
+	if errors.Is(err, reconcile.ErrRecordsUnreadable) {
 		return fail(stderr, fmt.Errorf("%w (has `previewd migrate` been run?)", err))
 	}
 	if *output == "json" {

@@ -14,9 +14,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/previewd/previewd/kube"
 )
 
 func main() {
+	// Helm's server-side apply field manager is process-wide: set it once,
+	// here, before anything is applied.
+	kube.UseFieldManager()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	stop()

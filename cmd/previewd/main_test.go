@@ -20,8 +20,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/previewd/previewd/internal/e2e"
+	"github.com/previewd/previewd/internal/harness/e2e"
 	"github.com/previewd/previewd/kube"
+	"github.com/previewd/previewd/reconcile/model"
 	"github.com/previewd/previewd/state"
 )
 
@@ -194,12 +195,12 @@ func TestKillMidDeploy(t *testing.T) {
 		time.Sleep(delay)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
-		rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName(e.Repo))
+		rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName)
 		t.Logf("killed after %s: release exists=%v status=%q rev=%d; last log line: %s", delay, rel.Exists, rel.Status, rel.Revision, lastLine(logs.String()))
 	}
 	// A pending release is only taken over once it is older than the
 	// deploy timeout (another process may still be at work on it).
-	if rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName(e.Repo)); rel.Locked() {
+	if rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName); rel.Locked() {
 		wait := time.Until(rel.Updated.Add(11 * time.Second))
 		t.Logf("release left %s by the kill; waiting %s for it to be stale", rel.Status, wait.Round(time.Second))
 		time.Sleep(wait)
@@ -208,7 +209,7 @@ func TestKillMidDeploy(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("run --once after kills failed: %v\n%s", err, logs.String())
 	}
-	rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName(e.Repo))
+	rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName)
 	if err != nil || !rel.Exists || rel.Status != "deployed" {
 		t.Fatalf("release after recovery: %+v %v", rel, err)
 	}
@@ -220,8 +221,8 @@ func TestKillMidDeploy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	p, _, _ := st.Get(ctx, state.Key{Repo: e.Repo, Number: n})
-	if p.Status != state.StatusReady || p.DeployedSHA != last {
+	p, _, _ := st.Get(ctx, model.Key{Repo: e.Repo, Number: n})
+	if p.Status != model.StatusReady || p.DeployedSHA != last {
 		t.Errorf("row after recovery: status %s deployed %s", p.Status, p.DeployedSHA)
 	}
 	c := e.OneComment(n)
@@ -317,7 +318,7 @@ func TestDaemonEndpointsAndSIGTERM(t *testing.T) {
 		t.Fatal("daemon did not stop within 60 s of SIGTERM")
 	}
 	t.Logf("stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
-	rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName(e.Repo))
+	rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName)
 	if err != nil || rel.Locked() {
 		t.Fatalf("release after SIGTERM: %+v %v", rel, err)
 	}

@@ -12,10 +12,9 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-)
 
-// MaxCommentLength is GitHub's limit on an issue comment body, in characters.
-const MaxCommentLength = 65536
+	"github.com/previewd/previewd/github/ghlimits"
+)
 
 const maxDescription = 140
 
@@ -222,10 +221,10 @@ func (c *call) commentBody(doc string) (string, reply, bool) {
 	if in.Body == nil || strings.TrimSpace(*in.Body) == "" {
 		return "", validationFailed(doc, validationError{Resource: "IssueComment", Code: "missing_field", Field: "body"}), false
 	}
-	if utf8.RuneCountInString(*in.Body) > MaxCommentLength {
+	if utf8.RuneCountInString(*in.Body) > ghlimits.MaxCommentLength {
 		return "", validationFailed(doc, validationError{
 			Resource: "IssueComment", Code: "custom", Field: "body",
-			Message: fmt.Sprintf("body is too long (maximum is %d characters)", MaxCommentLength),
+			Message: fmt.Sprintf("body is too long (maximum is %d characters)", ghlimits.MaxCommentLength),
 		}), false
 	}
 	return *in.Body, reply{}, true

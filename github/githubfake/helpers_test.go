@@ -12,9 +12,12 @@ import (
 
 	"github.com/google/go-github/v66/github"
 	"github.com/gregjones/httpcache"
+	"go.uber.org/goleak"
 
 	"github.com/previewd/previewd/github/githubfake"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const (
 	tok   = "ghp_previewd_test_token"

@@ -4,7 +4,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -14,14 +13,30 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"text/template"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/previewd/previewd/reconcile/render"
 )
 
 // EnvDatabaseURL overrides database_url.
 const EnvDatabaseURL = "PREVIEWD_DATABASE_URL"
+
+// Defaults of the settings that have no key in the file: every default of
+// previewd lives in this package.
+const (
+	// DefaultHelmTimeout bounds one Helm install, upgrade or uninstall
+	// (not the readiness wait, which deploy_timeout bounds).
+	DefaultHelmTimeout = 2 * time.Minute
+	// DefaultRetryBase is the wait after a first failed deploy attempt;
+	// it doubles after each further failure (1 s, 2 s, 4 s, ...).
+	DefaultRetryBase = time.Second
+)
+
+// RetryBackoff is the default wait after failed attempt n (1-based):
+// DefaultRetryBase doubled n-1 times.
+func RetryBackoff(n int) time.Duration { return DefaultRetryBase << max(n-1, 0) }
 
 // Config is the whole file.
 type Config struct {
@@ -72,6 +87,11 @@ type Repository struct {
 	SkipDrafts    bool           `yaml:"skip_drafts"`
 	RequireLabels []string       `yaml:"require_labels"`
 	IgnoreLabels  []string       `yaml:"ignore_labels"`
+
+	// CompiledHost and CompiledValues are Host and Values compiled once,
+	// when the file is validated (nil host: the repository sets none).
+	CompiledHost   *render.Template `yaml:"-"`
+	CompiledValues *render.Values   `yaml:"-"`
 }
 
 // Owner and Repo split Name.
@@ -269,112 +289,36 @@ func (c *Config) validate(getenv func(string) string) error {
 			bad(p+".image", "must not carry a tag (the head SHA is the tag), got %q", r.Image)
 		}
 		if r.Host != "" {
-			if err := checkTemplate(r.Host); err != nil {
+			host, err := render.Compile(r.Host)
+			if err != nil {
 				bad(p+".host", "%v", err)
 			}
+			c.Repositories[i].CompiledHost = host
 		}
-		if err := checkValues(r.Values, p+".values", bad); err != nil {
-			errs = append(errs, err)
-		}
+		checkValues(&c.Repositories[i], p+".values", bad)
 	}
 	return errors.Join(errs...)
 }
 
-// TemplateData is what host and string values may refer to.
-type TemplateData struct {
-	Namespace string
-	Host      string
-	PR        PRData
-}
-
-// PRData describes the pull request being deployed.
-type PRData struct {
-	Number int
-	Branch string
-	SHA    string
-	Title  string
-}
-
-var sample = TemplateData{Namespace: "pr-web-1", Host: "pr-web-1.example.com",
-	PR: PRData{Number: 1, Branch: "main", SHA: strings.Repeat("a", 40), Title: "t"}}
-
-func checkTemplate(s string) error {
-	_, err := Render(s, sample)
-	return err
-}
-
-// Render executes a host or value template. Unknown fields are errors.
-func Render(s string, data TemplateData) (string, error) {
-	if !strings.Contains(s, "{{") {
-		return s, nil
-	}
-	t, err := template.New("v").Option("missingkey=error").Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("bad template %q: %w", s, err)
-	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, data); err != nil {
-		return "", fmt.Errorf("bad template %q (fields: .Namespace .Host .PR.Number .PR.Branch .PR.SHA .PR.Title): %w", s, err)
-	}
-	return b.String(), nil
-}
-
-func checkValues(v any, path string, bad func(path, format string, args ...any)) error {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			_ = checkValues(x, path+"."+k, bad)
-		}
-	case []any:
-		for i, x := range t {
-			_ = checkValues(x, fmt.Sprintf("%s[%d]", path, i), bad)
-		}
-	case string:
-		if err := checkTemplate(t); err != nil {
-			bad(path, "%v", err)
+func checkValues(r *Repository, path string, bad func(path, format string, args ...any)) {
+	v, err := render.CompileValues(r.Values)
+	var pe *render.PathError
+	for _, e := range unjoin(err) {
+		if errors.As(e, &pe) {
+			bad(path+pe.Path, "%v", pe.Err)
+		} else {
+			bad(path, "%v", e)
 		}
 	}
-	return nil
+	r.CompiledValues = v
 }
 
-// RenderValues deep-copies values and renders every string through Render.
-func RenderValues(values map[string]any, data TemplateData) (map[string]any, error) {
-	out, err := renderAny(values, data)
-	if err != nil {
-		return nil, err
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
 	}
-	m, _ := out.(map[string]any)
-	if m == nil {
-		m = map[string]any{}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
 	}
-	return m, nil
-}
-
-func renderAny(v any, data TemplateData) (any, error) {
-	switch t := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(t))
-		for k, x := range t {
-			r, err := renderAny(x, data)
-			if err != nil {
-				return nil, err
-			}
-			m[k] = r
-		}
-		return m, nil
-	case []any:
-		s := make([]any, len(t))
-		for i, x := range t {
-			r, err := renderAny(x, data)
-			if err != nil {
-				return nil, err
-			}
-			s[i] = r
-		}
-		return s, nil
-	case string:
-		return Render(t, data)
-	default:
-		return v, nil
-	}
+	return []error{err}
 }

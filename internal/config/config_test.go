@@ -126,22 +126,3 @@ func TestFieldErrorsAreTyped(t *testing.T) {
 		t.Fatalf("want *FieldError for repositories[0].name, got %v", err)
 	}
 }
-
-func TestRenderValuesKeepsStringsAsStrings(t *testing.T) {
-	data := TemplateData{Namespace: "pr-web-7", PR: PRData{Number: 7, Branch: "a,b=c", SHA: "1234567"}}
-	out, err := RenderValues(map[string]any{
-		"tag":    "{{ .PR.SHA }}",
-		"branch": "{{ .PR.Branch }}",
-		"list":   []any{"{{ .Namespace }}", 3},
-		"n":      5,
-	}, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out["tag"] != "1234567" || out["branch"] != "a,b=c" || out["n"] != 5 {
-		t.Errorf("rendered = %#v", out)
-	}
-	if l := out["list"].([]any); l[0] != "pr-web-7" || l[1] != 3 {
-		t.Errorf("list = %#v", l)
-	}
-}

@@ -3,6 +3,7 @@ package wire_test
 import (
 	"context"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -10,9 +11,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 
-	"github.com/previewd/previewd/internal/e2e"
-	"github.com/previewd/previewd/internal/testbed"
-	"github.com/previewd/previewd/internal/wire"
+	"github.com/previewd/previewd/internal/harness/e2e"
+	"github.com/previewd/previewd/internal/harness/testbed"
 	"github.com/previewd/previewd/kube"
 )
 
@@ -60,9 +60,9 @@ func TestObserveReadsChangedReleasesOnly(t *testing.T) {
 	reads := &secretReads{n: map[string]int{}}
 	counted := rest.CopyConfig(e.Kube.RESTConfig)
 	counted.Wrap(reads.wrap)
-	cl := &wire.Cluster{Client: e.Kube.Client, Namespaces: &kube.Namespaces{Client: e.Kube.Client, Instance: d.Config.Instance},
+	cl := &kube.Cluster{Client: e.Kube.Client, Namespaces: &kube.Namespaces{Client: e.Kube.Client, Instance: d.Config.Instance},
 		Releases: &kube.Releases{RESTConfig: counted}, Records: &kube.RecordIndex{RESTConfig: e.Kube.RESTConfig}}
-	full := &wire.Cluster{Client: e.Kube.Client, Namespaces: cl.Namespaces, Releases: &kube.Releases{RESTConfig: e.Kube.RESTConfig}}
+	full := &kube.Cluster{Client: e.Kube.Client, Namespaces: cl.Namespaces, Releases: &kube.Releases{RESTConfig: e.Kube.RESTConfig}}
 
 	first, err := cl.Observe(ctx, nil)
 	if err != nil {
@@ -84,7 +84,7 @@ func TestObserveReadsChangedReleasesOnly(t *testing.T) {
 	}
 	for _, n := range []int{n1, n2} {
 		ns := e.NS(n)
-		if !second.Releases[ns].Exists || second.Releases[ns] != first.Releases[ns] || second.Releases[ns] != want.Releases[ns] {
+		if !second.Releases[ns].Exists || !reflect.DeepEqual(second.Releases[ns], first.Releases[ns]) || !reflect.DeepEqual(second.Releases[ns], want.Releases[ns]) {
 			t.Errorf("%s: first %+v, second %+v, full read %+v", ns, first.Releases[ns], second.Releases[ns], want.Releases[ns])
 		}
 	}
@@ -112,7 +112,7 @@ func TestObserveReadsChangedReleasesOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range []int{n1, n2} {
-		if ns := e.NS(n); third.Releases[ns] != want.Releases[ns] {
+		if ns := e.NS(n); !reflect.DeepEqual(third.Releases[ns], want.Releases[ns]) {
 			t.Errorf("%s: cached %+v, full read %+v", ns, third.Releases[ns], want.Releases[ns])
 		}
 	}
@@ -148,7 +148,7 @@ func TestObserveNamespaceCreatedAfterTheList(t *testing.T) {
 	foreign := testbed.Namespace(t, e.Kube)
 
 	// The list ran before the namespace existed: an empty one.
-	cl := &wire.Cluster{Client: e.Kube.Client, Namespaces: &kube.Namespaces{Client: fake.NewClientset(), Instance: d.Config.Instance},
+	cl := &kube.Cluster{Client: e.Kube.Client, Namespaces: &kube.Namespaces{Client: fake.NewClientset(), Instance: d.Config.Instance},
 		Releases: &kube.Releases{RESTConfig: e.Kube.RESTConfig}, Records: &kube.RecordIndex{RESTConfig: e.Kube.RESTConfig}}
 	obs, err := cl.Observe(context.Background(), []string{e.NS(n), foreign})
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/previewd/previewd/github"
 	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/internal/redact"
 	"github.com/previewd/previewd/kube"
 	"github.com/previewd/previewd/reconcile"
 	"github.com/previewd/previewd/state"
@@ -36,7 +37,7 @@ type Options struct {
 	Log      *slog.Logger
 	// Registry receives the metrics; nil makes a new one.
 	Registry *prometheus.Registry
-	// Backoff replaces the 2^(n-1) s retry delay (tests).
+	// Backoff replaces the configuration's retry schedule (tests).
 	Backoff func(n int) time.Duration
 	// MutationSpacing replaces the gap between GitHub mutations (tests).
 	MutationSpacing *time.Duration
@@ -88,7 +89,9 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	reg := o.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		if err := register(reg, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+			return nil, err
+		}
 	}
 	st, err := state.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -97,9 +100,6 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	d := &Daemon{Config: cfg, Store: st, Registry: reg, Log: log}
 	d.leader = prometheus.NewGauge(prometheus.GaugeOpts{Name: "previewd_leader",
 		Help: "1 while this process is the leader of its instance (the one that acts), 0 on a standby."})
-	if !o.ReadOnly {
-		reg.MustRegister(d.leader)
-	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -107,6 +107,9 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		}
 	}()
 	if !o.ReadOnly {
+		if err := register(reg, d.leader); err != nil {
+			return nil, err
+		}
 		if err := st.Migrate(ctx); err != nil {
 			return nil, err
 		}
@@ -122,7 +125,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
 	}
 	d.Kube = kc
-	redact := reconcile.Redactor(cfg.Token.Reveal(), dbPassword(cfg.DatabaseURL))
+	scrub := redact.New(cfg.Token.Reveal(), dbPassword(cfg.DatabaseURL))
 
 	var cache httpcache.Cache
 	pg := st.HTTPCache(context.WithoutCancel(ctx), state.HTTPCacheOptions{OnError: func(op string, err error) {
@@ -138,44 +141,73 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		return nil, err
 	}
 
-	cl := &Cluster{
+	cl := &kube.Cluster{
 		Client:     kc,
 		Namespaces: &kube.Namespaces{Client: kc, Instance: cfg.Instance, Log: log},
 		Releases:   &kube.Releases{RESTConfig: restCfg, Log: log},
-		Redact:     redact,
+		Redact:     scrub,
 		Log:        log,
 	}
 	if !o.ReadOnly {
 		// plan observes once: an index would only add a cluster-wide list.
 		cl.Records = &kube.RecordIndex{RESTConfig: restCfg}
 	}
-	specs := map[string]reconcile.RepoSpec{}
-	policies := map[string]reconcile.RepoPolicy{}
-	var names []string
-	for _, r := range cfg.Repositories {
-		names = append(names, r.Name)
-		specs[r.Name] = reconcile.RepoSpec{Name: r.Name, Chart: r.Chart, Image: r.Image, Host: r.Host, Values: r.Values}
-		policies[r.Name] = reconcile.RepoPolicy{AllowForks: r.AllowForks, SkipDrafts: r.SkipDrafts, RequireLabels: r.RequireLabels, IgnoreLabels: r.IgnoreLabels}
+	settings := Settings(cfg)
+	if o.Backoff != nil {
+		settings.Backoff = o.Backoff
 	}
+	deps := reconcile.Deps{Log: log, Redact: scrub}
 	var ex *reconcile.Executor
-	var metrics *reconcile.Metrics
 	if !o.ReadOnly {
-		ex = reconcile.NewExecutor(gh, cl, st, reconcile.ExecutorOptions{Repos: specs, MaxParallel: cfg.MaxParallelDeploys,
-			MaxAttempts: cfg.MaxAttempts, DeployTimeout: cfg.DeployTimeout, Backoff: o.Backoff, Log: log, Redact: redact})
-		metrics = reconcile.NewMetrics(reg, ex.InFlight)
-		ex.SetMetrics(metrics)
+		if ex, err = reconcile.NewExecutor(gh, cl, st, settings, deps); err != nil {
+			return nil, err
+		}
+		if deps.Metrics, err = reconcile.NewMetrics(reg, ex.InFlight); err != nil {
+			return nil, err
+		}
+		ex.SetMetrics(deps.Metrics)
 	}
 	// plan and run hash comments the same way.
-	renderer := &reconcile.HashCache{R: reconcile.Renderer{Repos: specs, MaxAttempts: cfg.MaxAttempts, Redact: redact}}
+	hashes := &reconcile.HashCache{R: reconcile.NewRenderer(settings, scrub)}
 	d.Executor = ex
-	d.Loop = reconcile.NewLoop(gh, cl, st, ex, reconcile.LoopOptions{
-		Repos: names, Policies: policies, NamespaceFor: kube.NamespaceName,
-		MaxAttempts: cfg.MaxAttempts, DeployTimeout: cfg.DeployTimeout,
-		Interval: cfg.Interval, Resync: cfg.ResyncInterval, Log: log, Metrics: metrics,
-		CommentHash: renderer.Hash, ResyncContext: github.Unconditional,
-	})
+	d.Loop, err = reconcile.NewLoop(gh, cl, st, ex, settings, reconcile.LoopOptions{
+		NamespaceFor: kube.NamespaceName, CommentHash: hashes.Hash, ResyncContext: github.Unconditional,
+	}, deps)
+	if err != nil {
+		return nil, err
+	}
 	ok = true
 	return d, nil
+}
+
+// Settings are the reconciler's settings from a validated configuration
+// (which owns every default).
+func Settings(cfg *config.Config) reconcile.Settings {
+	s := reconcile.Settings{
+		Interval:      cfg.Interval,
+		Resync:        cfg.ResyncInterval,
+		DeployTimeout: cfg.DeployTimeout,
+		HelmTimeout:   config.DefaultHelmTimeout,
+		MaxParallel:   cfg.MaxParallelDeploys,
+		MaxAttempts:   cfg.MaxAttempts,
+		Backoff:       config.RetryBackoff,
+	}
+	for _, r := range cfg.Repositories {
+		s.Repos = append(s.Repos, reconcile.Repo{Name: r.Name, Chart: r.Chart, Image: r.Image,
+			Host: r.CompiledHost, Values: r.CompiledValues,
+			Policy: reconcile.RepoPolicy{AllowForks: r.AllowForks, SkipDrafts: r.SkipDrafts,
+				RequireLabels: r.RequireLabels, IgnoreLabels: r.IgnoreLabels}})
+	}
+	return s
+}
+
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // Close releases the database pool.

@@ -16,10 +16,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/previewd/previewd/github/githubfake"
-	"github.com/previewd/previewd/internal/e2e"
-	"github.com/previewd/previewd/internal/testbed"
+	"github.com/previewd/previewd/internal/harness/e2e"
+	"github.com/previewd/previewd/internal/harness/testbed"
 	"github.com/previewd/previewd/kube"
-	"github.com/previewd/previewd/state"
+	"github.com/previewd/previewd/reconcile/model"
 )
 
 func TestMain(m *testing.M) { e2e.Main(m) }
@@ -46,7 +46,7 @@ func TestPRLifecycle(t *testing.T) {
 			t.Errorf("comment lacks %q:\n%s", want, c.Body)
 		}
 	}
-	if p := e.Row(d, n); p.Status != state.StatusReady || p.DeployedSHA != sha1 {
+	if p := e.Row(d, n); p.Status != model.StatusReady || p.DeployedSHA != sha1 {
 		t.Errorf("row = %+v", p)
 	}
 
@@ -89,7 +89,7 @@ func TestFailingImage(t *testing.T) {
 	e.MustRunOnce(d) // an application failure is reported, not a daemon error
 	t.Logf("three failing attempts took %s", time.Since(start).Round(time.Millisecond))
 	p := e.Row(d, n)
-	if p.Status != state.StatusFailed || p.Attempts != 3 || !strings.Contains(p.LastError, "CrashLoopBackOff") {
+	if p.Status != model.StatusFailed || p.Attempts != 3 || !strings.Contains(p.LastError, "CrashLoopBackOff") {
 		t.Fatalf("row = status %s attempts %d error %q", p.Status, p.Attempts, p.LastError)
 	}
 	c := e.OneComment(n)
@@ -210,7 +210,7 @@ func TestRestartChangesNothing(t *testing.T) {
 	e.MustRunOnce(d)
 	revs := map[int]int{}
 	for _, n := range []int{n1, n2} {
-		rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName(e.Repo))
+		rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName)
 		if err != nil || !rel.Exists {
 			t.Fatalf("release in %s: %v", e.NS(n), err)
 		}
@@ -232,7 +232,7 @@ func TestRestartChangesNothing(t *testing.T) {
 		t.Errorf("restart with nothing changed sent %d mutations", after.Mutations-before.Mutations)
 	}
 	for _, n := range []int{n1, n2} {
-		rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName(e.Repo))
+		rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName)
 		if rel.Revision != revs[n] {
 			t.Errorf("release in %s went from revision %d to %d", e.NS(n), revs[n], rel.Revision)
 		}
@@ -266,7 +266,7 @@ func TestPostgresConnectionsLost(t *testing.T) {
 	if img := e.DeploymentImage(n); img != "registry.example.com/acme/web:"+e2e.SHA("pg2") {
 		t.Errorf("image = %q", img)
 	}
-	if p := e.Row(d, n); p.Status != state.StatusReady || p.DeployedSHA != e2e.SHA("pg2") {
+	if p := e.Row(d, n); p.Status != model.StatusReady || p.DeployedSHA != e2e.SHA("pg2") {
 		t.Errorf("row = %s %s", p.Status, p.DeployedSHA)
 	}
 	e.OneComment(n)
@@ -318,7 +318,7 @@ func TestAPIServerDown(t *testing.T) {
 	}
 	d2 := e.Daemon(false)
 	e.MustRunOnce(d2)
-	if p := e.Row(d2, n); p.Status != state.StatusReady {
+	if p := e.Row(d2, n); p.Status != model.StatusReady {
 		t.Errorf("after recovery: %s", p.Status)
 	}
 	if err := d2.Ready(context.Background()); err != nil {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/previewd/previewd/internal/e2e"
+	"github.com/previewd/previewd/internal/harness/e2e"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -21,9 +21,9 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
 
-	"github.com/previewd/previewd/internal/chartcheck"
 	"github.com/previewd/previewd/internal/config"
-	"github.com/previewd/previewd/internal/testbed"
+	"github.com/previewd/previewd/internal/harness/chartcheck"
+	"github.com/previewd/previewd/internal/harness/testbed"
 )
 
 func TestMain(m *testing.M) { e2e.Main(m) }

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/previewd/previewd/internal/pgserver"
+	"github.com/previewd/previewd/internal/harness/pgserver"
 )
 
 // database is the demo's own database on some PostgreSQL server; drop

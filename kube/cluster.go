@@ -1,7 +1,4 @@
-// Package wire builds a running previewd from its configuration: the
-// GitHub client, the cluster adapter over kube/, the state store, the loop
-// and the HTTP endpoints. cmd/previewd is flags and this.
-package wire
+package kube
 
 import (
 	"context"
@@ -15,21 +12,24 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/previewd/previewd/kube"
-	"github.com/previewd/previewd/reconcile"
+	"github.com/previewd/previewd/internal/redact"
+	"github.com/previewd/previewd/reconcile/model"
 )
 
-// Cluster adapts kube/ to reconcile.Cluster.
+// Cluster is the cluster as the reconcile loop sees it (reconcile.Cluster):
+// previewd's namespaces and their Helm releases, the foreign names that
+// block a preview, and the deploy, readiness and deletion of one preview.
 type Cluster struct {
 	Client     kubernetes.Interface
-	Namespaces *kube.Namespaces
-	Releases   *kube.Releases
+	Namespaces *Namespaces
+	Releases   *Releases
 	// Records, if set, lets Observe re-read (and decode) a namespace's
 	// release only when its Helm records changed since the last cycle;
 	// without it every release is read every cycle.
-	Records *kube.RecordIndex
-	Redact  func(string) string
-	Log     *slog.Logger
+	Records *RecordIndex
+	// Redact scrubs credentials from messages shown on PRs and logged.
+	Redact func(string) string
+	Log    *slog.Logger
 
 	mu   sync.Mutex
 	seen map[string]seenRelease // namespace → release read at records signature
@@ -37,17 +37,13 @@ type Cluster struct {
 
 type seenRelease struct {
 	sig string
-	rel reconcile.Release
+	rel model.Release
 }
-
-var _ reconcile.Cluster = (*Cluster)(nil)
-
-func (c *Cluster) release(repo string) string { return kube.ReleaseName(repo) }
 
 // Observe lists owned namespaces and their releases, and which wanted
 // names exist without previewd's labels.
-func (c *Cluster) Observe(ctx context.Context, wanted []string) (reconcile.ClusterObservation, error) {
-	obs := reconcile.ClusterObservation{Owned: map[string]reconcile.Namespace{}, Foreign: map[string]bool{}, Releases: map[string]reconcile.Release{}}
+func (c *Cluster) Observe(ctx context.Context, wanted []string) (model.ClusterObservation, error) {
+	obs := model.ClusterObservation{Owned: map[string]model.Namespace{}, Foreign: map[string]bool{}, Releases: map[string]model.Release{}}
 	owned, err := c.Namespaces.ListOwned(ctx)
 	if err != nil {
 		return obs, err
@@ -57,7 +53,7 @@ func (c *Cluster) Observe(ctx context.Context, wanted []string) (reconcile.Clust
 	// so a release read now is never kept past its change.
 	var sigs map[string]string
 	if c.Records != nil {
-		if sigs, err = c.Records.Versions(ctx, c.release("")); err != nil {
+		if sigs, err = c.Records.Versions(ctx, ReleaseName); err != nil {
 			// Not fatal: every release is read in full instead.
 			if c.Log != nil {
 				c.Log.Warn("listing Helm release records failed; reading every release", "err", c.redact(err.Error()))
@@ -70,15 +66,15 @@ func (c *Cluster) Observe(ctx context.Context, wanted []string) (reconcile.Clust
 	seen := make(map[string]seenRelease, len(owned))
 	// indexed: whether the namespace existed when the records were listed
 	// (else its release must be read in full, and is not remembered).
-	observe := func(ns kube.Namespace, indexed bool) error {
-		obs.Owned[ns.Name] = reconcile.Namespace{Name: ns.Name, Repo: ns.Repo, Number: ns.Number, Terminating: ns.Terminating}
+	observe := func(ns model.Namespace, indexed bool) error {
+		obs.Owned[ns.Name] = ns
 		if ns.Terminating {
 			return nil
 		}
 		if sigs != nil && indexed {
 			sig, ok := sigs[ns.Name]
 			if !ok {
-				obs.Releases[ns.Name] = reconcile.Release{} // no record: no release
+				obs.Releases[ns.Name] = model.Release{} // no record: no release
 				return nil
 			}
 			if prev, ok := c.seen[ns.Name]; ok && prev.sig == sig {
@@ -87,11 +83,11 @@ func (c *Cluster) Observe(ctx context.Context, wanted []string) (reconcile.Clust
 				return nil
 			}
 		}
-		rel, err := c.Releases.Get(ctx, ns.Name, c.release(ns.Repo))
+		r, err := c.Releases.Get(ctx, ns.Name, ReleaseName)
 		if err != nil {
 			return fmt.Errorf("reading release in %s: %w", ns.Name, err)
 		}
-		r := reconcile.Release{Exists: rel.Exists, Status: rel.Status, SHA: imageTag(rel.Values), Updated: rel.Updated}
+		r.Values = nil // the planner needs the SHA (r.SHA), not the values; do not keep them per cycle
 		obs.Releases[ns.Name] = r
 		if sigs != nil && indexed {
 			seen[ns.Name] = seenRelease{sig: sigs[ns.Name], rel: r}
@@ -110,10 +106,10 @@ func (c *Cluster) Observe(ctx context.Context, wanted []string) (reconcile.Clust
 		}
 		live, err := c.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 		switch {
-		case err == nil && kube.Owned(live, c.Namespaces.Instance):
+		case err == nil && Owned(live, c.Namespaces.Instance):
 			// Created by a deploy still running from an earlier cycle,
 			// after the list above: ours, not foreign.
-			if err := observe(kube.NamespaceOf(live), false); err != nil {
+			if err := observe(NamespaceOf(live), false); err != nil {
 				return obs, err
 			}
 		case err == nil:
@@ -127,36 +123,26 @@ func (c *Cluster) Observe(ctx context.Context, wanted []string) (reconcile.Clust
 	return obs, nil
 }
 
-func imageTag(values map[string]any) string {
-	img, _ := values["image"].(map[string]any)
-	tag, _ := img["tag"].(string)
-	return tag
-}
-
 // EnsureNamespace creates the preview namespace or confirms it is ours.
 func (c *Cluster) EnsureNamespace(ctx context.Context, ns, repo string, number int) error {
-	err := c.Namespaces.Ensure(ctx, ns, repo, number)
-	if errors.Is(err, kube.ErrNotOwned) {
-		return fmt.Errorf("%w: %w", reconcile.ErrNotOwned, err)
-	}
-	return err
+	return c.Namespaces.Ensure(ctx, ns, repo, number)
 }
 
 // Apply installs or upgrades the preview release.
 func (c *Cluster) Apply(ctx context.Context, ns, chart string, values map[string]any, timeout time.Duration) error {
-	_, err := c.Releases.InstallOrUpgrade(ctx, kube.InstallRequest{Namespace: ns, Name: kube.ReleaseName(""), ChartPath: chart, Values: values, Timeout: timeout})
-	if errors.Is(err, kube.ErrLocked) {
-		rel, gerr := c.Releases.Get(ctx, ns, kube.ReleaseName(""))
+	_, err := c.Releases.InstallOrUpgrade(ctx, InstallRequest{Namespace: ns, Name: ReleaseName, ChartPath: chart, Values: values, Timeout: timeout})
+	if errors.Is(err, model.ErrLocked) {
+		rel, gerr := c.Releases.Get(ctx, ns, ReleaseName)
 		if gerr != nil {
 			return fmt.Errorf("%w (and reading it: %v)", err, gerr)
 		}
-		return &reconcile.LockedError{Status: rel.Status, Since: rel.Updated, Err: err}
+		return &model.LockedError{Status: rel.Status, Since: rel.Updated, Err: err}
 	}
 	return err
 }
 
 // appFailure is an application that did not become ready.
-type appFailure struct{ err *kube.NotReadyError }
+type appFailure struct{ err *NotReadyError }
 
 func (a appFailure) Error() string {
 	if a.err.Logs == "" {
@@ -169,8 +155,8 @@ func (a appFailure) AppFailure() bool { return true }
 
 // WaitReady waits for every Deployment in the preview namespace.
 func (c *Cluster) WaitReady(ctx context.Context, ns string, timeout time.Duration) error {
-	err := kube.WaitReady(ctx, c.Client, ns, "", timeout, kube.WithRedact(c.redact))
-	var nr *kube.NotReadyError
+	err := WaitReady(ctx, c.Client, ns, "", timeout, WithRedact(c.redact))
+	var nr *NotReadyError
 	if errors.As(err, &nr) {
 		return appFailure{nr}
 	}
@@ -179,14 +165,14 @@ func (c *Cluster) WaitReady(ctx context.Context, ns string, timeout time.Duratio
 
 func (c *Cluster) redact(s string) string {
 	if c.Redact == nil {
-		return reconcile.Redact(s)
+		return redact.String(s)
 	}
 	return c.Redact(s)
 }
 
 // Unlock removes a release an interrupted operation left pending.
 func (c *Cluster) Unlock(ctx context.Context, ns string) error {
-	return c.Releases.Unlock(ctx, ns, kube.ReleaseName(""))
+	return c.Releases.Unlock(ctx, ns, ReleaseName)
 }
 
 // Delete uninstalls the release (cluster-scoped objects go with it) and
@@ -199,15 +185,15 @@ func (c *Cluster) Delete(ctx context.Context, ns string) error {
 	if err != nil {
 		return err
 	}
-	if !kube.Owned(live, c.Namespaces.Instance) {
-		return fmt.Errorf("%w: %s", reconcile.ErrNotOwned, ns)
+	if !Owned(live, c.Namespaces.Instance) {
+		return notOwnedError(ns, c.Namespaces.Instance, ownershipProblem(live, c.Namespaces.Instance))
 	}
 	if live.DeletionTimestamp == nil {
 		// Uninstall (cluster-scoped objects go with it) is a Helm
 		// operation: never cut half-way.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		if err := c.Releases.Uninstall(uctx, ns, kube.ReleaseName("")); err != nil {
+		if err := c.Releases.Uninstall(uctx, ns, ReleaseName); err != nil {
 			return fmt.Errorf("uninstalling the release in %s: %w", ns, err)
 		}
 	}

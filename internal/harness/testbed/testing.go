@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/previewd/previewd/internal/harness/leak"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,7 +28,7 @@ var shared struct {
 // Main runs a package's tests and stops the control plane that Kube started
 // for them, if any. Call it from TestMain: func TestMain(m *testing.M) { testbed.Main(m) }.
 func Main(m *testing.M) {
-	code := m.Run()
+	code := leak.After(m.Run())
 	StopShared(code)
 	os.Exit(code)
 }

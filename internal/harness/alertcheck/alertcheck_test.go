@@ -27,14 +27,14 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/previewd/previewd/internal/e2e"
+	"github.com/previewd/previewd/internal/harness/e2e"
 )
 
 func TestMain(m *testing.M) { e2e.Main(m) }
 
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
 var (

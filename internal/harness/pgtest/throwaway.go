@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/previewd/previewd/internal/pgserver"
+	"github.com/previewd/previewd/internal/harness/pgserver"
 )
 
 // startThrowaway starts a throwaway server (see pgserver.StartThrowaway) in

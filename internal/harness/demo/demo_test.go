@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/previewd/previewd/internal/testbed"
+	"github.com/previewd/previewd/internal/harness/testbed"
 )
 
 // TestDemo runs the whole demo on the real parts: a control plane (its

@@ -5,7 +5,7 @@ import (
 	"math"
 	"strconv"
 
-	"github.com/previewd/previewd/internal/promtext"
+	"github.com/previewd/previewd/internal/harness/promtext"
 )
 
 // metrics is a scrape of previewd's /metrics.

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/previewd/previewd/internal/pgserver"
+	"github.com/previewd/previewd/internal/harness/pgserver"
 )
 
 func TestMain(m *testing.M) { Main(m) }

@@ -23,11 +23,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/previewd/previewd/internal/chartcheck"
-	"github.com/previewd/previewd/internal/e2e"
-	"github.com/previewd/previewd/internal/testbed"
+	"github.com/previewd/previewd/internal/harness/chartcheck"
+	"github.com/previewd/previewd/internal/harness/e2e"
+	"github.com/previewd/previewd/internal/harness/testbed"
 	"github.com/previewd/previewd/internal/wire"
-	"github.com/previewd/previewd/state"
+	"github.com/previewd/previewd/reconcile/model"
 )
 
 // TestLeastPrivilege runs previewd's own code under the chart's ClusterRole,
@@ -328,11 +328,11 @@ func ready(e *e2e.Env, d *wire.Daemon, n int, sha string) error {
 	if err := e.RunOnce(d); err != nil {
 		return fmt.Errorf("cycle: %w", err)
 	}
-	p, ok, err := d.Store.Get(context.Background(), state.Key{Repo: e.Repo, Number: n})
+	p, ok, err := d.Store.Get(context.Background(), model.Key{Repo: e.Repo, Number: n})
 	if err != nil || !ok {
 		return fmt.Errorf("no preview row (%v)", err)
 	}
-	if p.Status != state.StatusReady || p.DeployedSHA != sha {
+	if p.Status != model.StatusReady || p.DeployedSHA != sha {
 		return fmt.Errorf("preview %s at %.7s, want ready at %.7s: %s", p.Status, p.DeployedSHA, sha, p.LastError)
 	}
 	ds, err := e.Kube.Client.AppsV1().Deployments(e.NS(n)).List(context.Background(), metav1.ListOptions{})
@@ -356,7 +356,7 @@ func diagnosis(t *testing.T, kubeconfig string) error {
 	if err := e.RunOnce(d); err != nil {
 		return fmt.Errorf("cycle: %w", err)
 	}
-	p, ok, err := d.Store.Get(context.Background(), state.Key{Repo: e.Repo, Number: n})
+	p, ok, err := d.Store.Get(context.Background(), model.Key{Repo: e.Repo, Number: n})
 	if err != nil || !ok {
 		return fmt.Errorf("no preview row (%v)", err)
 	}
@@ -367,7 +367,7 @@ func diagnosis(t *testing.T, kubeconfig string) error {
 		text.WriteString("\n" + c.Body)
 	}
 	switch {
-	case p.Status != state.StatusFailed || !strings.Contains(p.LastError, "CrashLoopBackOff"):
+	case p.Status != model.StatusFailed || !strings.Contains(p.LastError, "CrashLoopBackOff"):
 		return fmt.Errorf("preview %s, want failed with CrashLoopBackOff: %s", p.Status, oneLine(p.LastError))
 	case strings.Contains(strings.ToLower(text.String()), "forbidden"):
 		return errors.New("the report says forbidden: " + oneLine(forbiddenLine(text.String())))

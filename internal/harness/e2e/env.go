@@ -22,11 +22,12 @@ import (
 
 	"github.com/previewd/previewd/github/githubfake"
 	"github.com/previewd/previewd/internal/config"
-	"github.com/previewd/previewd/internal/pgtest"
-	"github.com/previewd/previewd/internal/testbed"
+	"github.com/previewd/previewd/internal/harness/leak"
+	"github.com/previewd/previewd/internal/harness/pgtest"
+	"github.com/previewd/previewd/internal/harness/testbed"
 	"github.com/previewd/previewd/internal/wire"
 	"github.com/previewd/previewd/kube"
-	"github.com/previewd/previewd/state"
+	"github.com/previewd/previewd/reconcile/model"
 )
 
 // BotLogin is the login of previewd's token in the fake.
@@ -57,7 +58,7 @@ func SHA(s string) string {
 // RepoRoot is the repository's top directory.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
 func New(t *testing.T, image string) *Env {
@@ -219,9 +220,9 @@ func (e *Env) NSExists(name string) bool {
 	return true
 }
 
-func (e *Env) Row(d *wire.Daemon, n int) state.Preview {
+func (e *Env) Row(d *wire.Daemon, n int) model.Preview {
 	e.T.Helper()
-	p, ok, err := d.Store.Get(context.Background(), state.Key{Repo: e.Repo, Number: n})
+	p, ok, err := d.Store.Get(context.Background(), model.Key{Repo: e.Repo, Number: n})
 	if err != nil || !ok {
 		e.T.Fatalf("preview row %s#%d: ok=%v err=%v", e.Repo, n, ok, err)
 	}
@@ -236,7 +237,8 @@ func (e *Env) Token() string { return e.Getenv("TEST_GH_TOKEN") }
 // the throwaway PostgreSQL server its tests started (if any), keeping the
 // control plane's logs when a test failed. Use it as TestMain.
 func Main(m *testing.M) {
-	code := m.Run()
+	kube.UseFieldManager()
+	code := leak.After(m.Run())
 	testbed.StopShared(code)
 	if err := pgtest.Shutdown(); err != nil {
 		fmt.Fprintln(os.Stderr, "pgtest:", err)

@@ -33,7 +33,7 @@ import (
 
 	"github.com/previewd/previewd/github/githubfake"
 	"github.com/previewd/previewd/internal/config"
-	"github.com/previewd/previewd/internal/testbed"
+	"github.com/previewd/previewd/internal/harness/testbed"
 )
 
 // Defaults of Options.

@@ -33,7 +33,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/previewd/previewd/internal/pgserver"
+	"github.com/previewd/previewd/internal/harness/leak"
+	"github.com/previewd/previewd/internal/harness/pgserver"
 )
 
 // Environment variables read by pgtest.
@@ -67,7 +68,7 @@ type server struct {
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 func Main(m *testing.M) {
-	code := m.Run()
+	code := leak.After(m.Run())
 	if err := shutdown(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		if code == 0 {

@@ -1,0 +1,269 @@
+package reconcile
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/previewd/previewd/reconcile/model"
+)
+
+// State is what the planner concludes about one pull request from
+// everything observed about it: classify names the state and its reason,
+// decide turns the state into actions. A new behaviour is a new state, one
+// case in classify and one row in decide.
+type State string
+
+// States of an open pull request, in the order classify tests them.
+const (
+	// StateFiltered: the repository's filters leave the PR alone and it
+	// has no preview.
+	StateFiltered State = "filtered"
+	// StateUnwanted: the filters leave the PR alone (label added, turned
+	// draft) but it has a preview: remove it.
+	StateUnwanted State = "unwanted"
+	// StateClusterUnknown: the cluster could not be read: nothing to do
+	// until it can.
+	StateClusterUnknown State = "cluster-unknown"
+	// StateForeign: a namespace of the preview's name exists and is not
+	// this PR's (not previewd's, or another repository's): report it.
+	StateForeign State = "foreign"
+	// StateBlocked: StateForeign, already reported for this SHA.
+	StateBlocked State = "blocked"
+	// StateTerminating: the PR's namespace is still being deleted.
+	StateTerminating State = "terminating"
+	// StateLocked: the release was left pending-* longer than the deploy
+	// timeout (a process died mid-operation): unlock, then deploy.
+	StateLocked State = "locked"
+	// StateInSync: the release is deployed at the head SHA and was Ready.
+	StateInSync State = "in-sync"
+	// StateUnblocked: the PR was blocked and the foreign namespace is gone.
+	StateUnblocked State = "unblocked"
+	// StateRetryDue: the last attempt at the head SHA failed and its retry
+	// is due.
+	StateRetryDue State = "retry-due"
+	// StateRetryLater: the last attempt failed; the retry is not due yet.
+	StateRetryLater State = "retry-later"
+	// StateExhausted: every attempt at the head SHA failed: wait for a new
+	// SHA.
+	StateExhausted State = "exhausted"
+	// StateUnverified: the release is deployed at the head SHA but its
+	// readiness was never recorded (a crash, a restart): verify it.
+	StateUnverified State = "unverified"
+	// StateNew: the PR has no release yet.
+	StateNew State = "new"
+	// StateNewSHA: the release runs another SHA than the PR's head.
+	StateNewSHA State = "new-sha"
+)
+
+// States of a pull request missing from the open list.
+const (
+	// StateClosed: confirmed closed (or merged) and its namespace exists:
+	// delete it.
+	StateClosed State = "closed"
+	// StateGone: confirmed closed, its namespace is already gone, its
+	// record is not: mark it deleted.
+	StateGone State = "gone"
+	// StateStuckTerminating: confirmed closed, its namespace has been
+	// terminating and that was reported: wait, do not delete again.
+	StateStuckTerminating State = "stuck-terminating"
+	// StateForgotten: confirmed closed, nothing left of it.
+	StateForgotten State = "forgotten"
+	// StateUnconfirmed: missing from the open list but not confirmed
+	// closed (the GET failed or says open): keep everything.
+	StateUnconfirmed State = "unconfirmed"
+)
+
+// Facts is everything one cycle observed about one pull request.
+type Facts struct {
+	Repo   string
+	Number int
+	// Exactly one of PR (open), Closed (confirmed closed) is set, or
+	// neither when the PR is Unconfirmed.
+	PR          *PR
+	Closed      *Closed
+	Unconfirmed bool
+	// RepoComplete: the repository's open list was read in full.
+	RepoComplete bool
+	// ClusterComplete: the cluster was read in full.
+	ClusterComplete bool
+	// Filtered says why the repository's filters leave an open PR alone
+	// ("" when it is wanted).
+	Filtered string
+	// Row is previewd's record of the PR (nil: never seen).
+	Row *model.Preview
+	// Namespace is where the preview lives (or would).
+	Namespace string
+	// Owned is the PR's own namespace, when it exists.
+	Owned *model.Namespace
+	// Foreign: a namespace named Namespace exists and is not this PR's.
+	Foreign bool
+	// Release is the Helm release in the PR's own namespace.
+	Release model.Release
+}
+
+// Verdict is a classified pull request.
+type Verdict struct {
+	State  State
+	Reason string
+}
+
+// Classify names the state of one pull request. It is pure.
+func Classify(f Facts, o Options) Verdict {
+	row, rel := f.Row, f.Release
+	live := row != nil && row.Status != model.StatusDeleted
+	switch {
+	case f.Unconfirmed:
+		return Verdict{StateUnconfirmed, "missing from the open list but not confirmed closed: kept"}
+	case f.Closed != nil:
+		what := "closed"
+		if f.Closed.Merged {
+			what = "merged"
+		}
+		switch {
+		case !f.ClusterComplete:
+			return Verdict{StateClusterUnknown, "cluster not observed"}
+		case f.Owned != nil && f.Owned.Terminating && live && row.Status == model.StatusDeleting && row.LastError != "":
+			return Verdict{StateStuckTerminating, "namespace stuck terminating (reported on the PR): " + firstLine(row.LastError)}
+		case f.Owned != nil:
+			return Verdict{StateClosed, "PR " + what}
+		case live:
+			return Verdict{StateGone, "PR " + what + "; namespace already gone"}
+		default:
+			return Verdict{StateForgotten, "PR " + what + "; nothing left"}
+		}
+	}
+	pr := f.PR
+	atSHA := live && row.DesiredSHA == pr.SHA
+	switch {
+	case f.Filtered != "" && f.ClusterComplete && f.RepoComplete && (f.Owned != nil || live):
+		return Verdict{StateUnwanted, "not wanted: " + f.Filtered}
+	case f.Filtered != "":
+		return Verdict{StateFiltered, f.Filtered}
+	case !f.ClusterComplete:
+		return Verdict{StateClusterUnknown, "cluster not observed"}
+	case f.Foreign && atSHA && row.Status == model.StatusBlocked:
+		return Verdict{StateBlocked, "namespace exists and is not owned by previewd (reported on the PR)"}
+	case f.Foreign:
+		return Verdict{StateForeign, "namespace exists and is not owned by previewd"}
+	case f.Owned != nil && f.Owned.Terminating:
+		return Verdict{StateTerminating, "namespace still terminating; deploy after it is gone"}
+	case rel.Locked() && o.Now.Sub(rel.Updated) > o.DeployTimeout:
+		return Verdict{StateLocked, fmt.Sprintf("release %s since %s", rel.Status, rel.Updated.UTC().Format(time.RFC3339))}
+	case atSHA && row.Status == model.StatusReady && row.DeployedSHA == pr.SHA && rel.DeployedAt(pr.SHA):
+		return Verdict{StateInSync, "release deployed at the head SHA and Ready"}
+	case live && row.Status == model.StatusBlocked:
+		return Verdict{StateUnblocked, "namespace no longer blocked"}
+	case atSHA && row.Status == model.StatusFailed && (row.Attempts >= o.MaxAttempts || row.NextAttemptAt.IsZero()):
+		return Verdict{StateExhausted, fmt.Sprintf("failed after %d attempts; waiting for a new SHA", row.Attempts)}
+	case atSHA && row.Status == model.StatusFailed && o.Now.Before(row.NextAttemptAt):
+		return Verdict{StateRetryLater, "retry at " + row.NextAttemptAt.UTC().Format(time.RFC3339)}
+	case atSHA && row.Status == model.StatusFailed:
+		return Verdict{StateRetryDue, fmt.Sprintf("retry %d of %d", row.Attempts+1, o.MaxAttempts)}
+	case rel.DeployedAt(pr.SHA) && f.Owned != nil:
+		return Verdict{StateUnverified, "release at SHA; readiness not recorded"}
+	case !rel.Exists:
+		return Verdict{StateNew, "new preview"}
+	default:
+		return Verdict{StateNewSHA, "new SHA"}
+	}
+}
+
+// decide maps a classified pull request to its actions; a state that
+// calls for none returns a Skip (nil when there is nothing to say).
+func decide(f Facts, v Verdict, o Options) ([]Action, *Skip) {
+	skip := &Skip{Repo: f.Repo, Number: f.Number, State: v.State, Reason: v.Reason}
+	act := func(k Kind) Action {
+		return Action{Kind: k, State: v.State, Repo: f.Repo, Number: f.Number, Namespace: f.Namespace, Reason: v.Reason, PR: f.PR}
+	}
+	switch v.State {
+	case StateFiltered, StateBlocked, StateTerminating, StateRetryLater, StateExhausted,
+		StateStuckTerminating, StateUnconfirmed:
+		return nil, skip
+	case StateClusterUnknown, StateInSync, StateForgotten:
+		return nil, nil // the cluster's skip is reported once, not per PR
+	case StateUnwanted, StateClosed, StateGone:
+		a := act(KindDelete)
+		if f.Owned == nil {
+			a.Kind = KindForget
+			if v.State == StateUnwanted {
+				a.Reason += "; namespace already gone"
+			}
+		} else {
+			a.Namespace = f.Owned.Name
+		}
+		a.PR = nil
+		a.FromSHA = f.Release.SHA
+		a.Merged = f.Closed != nil && f.Closed.Merged
+		return []Action{a}, nil
+	case StateForeign:
+		a := act(KindBlocked)
+		a.SHA = f.PR.SHA
+		return []Action{a}, nil
+	case StateLocked:
+		unlock := act(KindUnlock)
+		unlock.SHA, unlock.PR = f.Release.SHA, nil
+		d := deployAction(f, v, o, KindDeploy)
+		d.Reason = "recover locked release"
+		return []Action{unlock, d}, nil
+	case StateRetryDue:
+		kind := KindDeploy
+		if f.Release.DeployedAt(f.PR.SHA) && f.Owned != nil {
+			kind = KindVerify // the release is applied; only readiness failed
+		}
+		return []Action{deployAction(f, v, o, kind)}, nil
+	case StateUnverified:
+		return []Action{deployAction(f, v, o, KindVerify)}, nil
+	case StateUnblocked, StateNew, StateNewSHA:
+		return []Action{deployAction(f, v, o, KindDeploy)}, nil
+	}
+	panic("reconcile: state without a decision: " + string(v.State))
+}
+
+// deployAction is a deploy or verify of the PR's head SHA, carrying the
+// plan's retry schedule: which attempt of the budget it is, and how long
+// the retry after a failure waits (0: it is the last).
+func deployAction(f Facts, v Verdict, o Options, kind Kind) Action {
+	failed := 0
+	if f.Row != nil && f.Row.DesiredSHA == f.PR.SHA && f.Row.Status != model.StatusDeleted && f.Row.Status != model.StatusBlocked {
+		failed = f.Row.Attempts
+	}
+	a := Action{Kind: kind, State: v.State, Repo: f.Repo, Number: f.Number, Namespace: f.Namespace,
+		SHA: f.PR.SHA, PR: f.PR, Reason: v.Reason, Attempt: failed + 1}
+	if kind == KindDeploy {
+		a.FromSHA = f.Release.SHA
+	}
+	if a.Attempt < o.MaxAttempts && o.Backoff != nil {
+		a.RetryAfter = o.Backoff(a.Attempt)
+	}
+	return a
+}
+
+func filtered(pr PR, p RepoPolicy) string {
+	if pr.Fork && !p.AllowForks {
+		if pr.ForkDeleted {
+			return "PR from a deleted fork; fork PRs are not deployed (allow_forks: false)"
+		}
+		return "PR from a fork; fork PRs are not deployed (allow_forks: false)"
+	}
+	if pr.Draft && p.SkipDrafts {
+		return "draft PR (skip_drafts: true)"
+	}
+	for _, l := range p.IgnoreLabels {
+		if slices.Contains(pr.Labels, l) {
+			return "has label " + l + " (ignore_labels)"
+		}
+	}
+	for _, l := range p.RequireLabels {
+		if !slices.Contains(pr.Labels, l) {
+			return "lacks label " + l + " (require_labels)"
+		}
+	}
+	return ""
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}

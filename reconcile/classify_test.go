@@ -1,0 +1,155 @@
+package reconcile
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/previewd/previewd/reconcile/model"
+)
+
+// allStates lists every state; TestClassifyEveryState fails when a state
+// has no case (a new state needs a classification test and a decision).
+var allStates = []State{StateFiltered, StateUnwanted, StateClusterUnknown, StateForeign, StateBlocked,
+	StateTerminating, StateLocked, StateInSync, StateUnblocked, StateRetryDue, StateRetryLater, StateExhausted,
+	StateUnverified, StateNew, StateNewSHA, StateClosed, StateGone, StateStuckTerminating, StateForgotten,
+	StateUnconfirmed}
+
+// TestClassifyEveryState: one table row per state, from the facts that
+// lead to it to the actions (or the skip) the decision makes of it.
+func TestClassifyEveryState(t *testing.T) {
+	pr := &PR{Repo: "acme/web", Number: 1, SHA: shaB, Branch: "b"}
+	ns := &model.Namespace{Name: "pr-web-1", Repo: "acme/web", Number: 1}
+	terminating := &model.Namespace{Name: "pr-web-1", Repo: "acme/web", Number: 1, Terminating: true}
+	atA := model.Release{Exists: true, Status: "deployed", SHA: shaA, Updated: now.Add(-time.Hour)}
+	atB := model.Release{Exists: true, Status: "deployed", SHA: shaB, Updated: now.Add(-time.Hour)}
+	row := func(st model.Status, sha string, mod func(*model.Preview)) *model.Preview {
+		p := &model.Preview{Repo: "acme/web", Number: 1, Namespace: "pr-web-1", DesiredSHA: sha, Status: st}
+		if mod != nil {
+			mod(p)
+		}
+		return p
+	}
+	open := func(mod func(*Facts)) Facts {
+		f := Facts{Repo: "acme/web", Number: 1, PR: pr, RepoComplete: true, ClusterComplete: true, Namespace: "pr-web-1"}
+		mod(&f)
+		return f
+	}
+	closed := func(mod func(*Facts)) Facts {
+		f := Facts{Repo: "acme/web", Number: 1, Closed: &Closed{Number: 1, Merged: true}, RepoComplete: true, ClusterComplete: true, Namespace: "pr-web-1"}
+		mod(&f)
+		return f
+	}
+	cases := []struct {
+		state State
+		facts Facts
+		want  string // the decision: actions as `plan` prints them, or "skip: <reason substring>", or "" for nothing
+	}{
+		{StateFiltered, open(func(f *Facts) { f.Filtered = "draft PR (skip_drafts: true)" }), "skip: draft PR"},
+		{StateUnwanted, open(func(f *Facts) { f.Filtered = "has label x (ignore_labels)"; f.Owned = ns; f.Release = atA }),
+			"acme/web#1 delete  pr-web-1 aaaaaaa (not wanted: has label x (ignore_labels))"},
+		{StateClusterUnknown, open(func(f *Facts) { f.ClusterComplete = false }), ""},
+		{StateForeign, open(func(f *Facts) { f.Foreign = true }), "acme/web#1 blocked pr-web-1 bbbbbbb (namespace exists and is not owned by previewd)"},
+		{StateBlocked, open(func(f *Facts) { f.Foreign = true; f.Row = row(model.StatusBlocked, shaB, nil) }), "skip: reported on the PR"},
+		{StateTerminating, open(func(f *Facts) { f.Owned = terminating }), "skip: terminating"},
+		{StateLocked, open(func(f *Facts) {
+			f.Owned = ns
+			f.Release = model.Release{Exists: true, Status: "pending-upgrade", SHA: shaA, Updated: now.Add(-10 * time.Minute)}
+		}), "acme/web#1 unlock  pr-web-1 aaaaaaa (release pending-upgrade since 2026-11-26T11:50:00Z)\nacme/web#1 deploy  pr-web-1 aaaaaaa → bbbbbbb (recover locked release) [attempt 1, retry after 1m0s]"},
+		{StateInSync, open(func(f *Facts) {
+			f.Owned, f.Release = ns, atB
+			f.Row = row(model.StatusReady, shaB, func(p *model.Preview) { p.DeployedSHA = shaB })
+		}), ""},
+		{StateUnblocked, open(func(f *Facts) { f.Row = row(model.StatusBlocked, shaB, nil) }), "acme/web#1 deploy  pr-web-1 bbbbbbb (namespace no longer blocked) [attempt 1, retry after 1m0s]"},
+		{StateRetryDue, open(func(f *Facts) {
+			f.Owned, f.Release = ns, atA
+			f.Row = row(model.StatusFailed, shaB, func(p *model.Preview) { p.Attempts, p.NextAttemptAt = 2, now.Add(-time.Second) })
+		}), "acme/web#1 deploy  pr-web-1 aaaaaaa → bbbbbbb (retry 3 of 3) [attempt 3, last]"},
+		{StateRetryLater, open(func(f *Facts) {
+			f.Row = row(model.StatusFailed, shaB, func(p *model.Preview) { p.Attempts, p.NextAttemptAt = 1, now.Add(time.Minute) })
+		}), "skip: retry at 2026-11-26T12:01:00Z"},
+		{StateExhausted, open(func(f *Facts) {
+			f.Row = row(model.StatusFailed, shaB, func(p *model.Preview) { p.Attempts = 3 })
+		}), "skip: failed after 3 attempts"},
+		{StateUnverified, open(func(f *Facts) { f.Owned, f.Release = ns, atB; f.Row = row(model.StatusDeploying, shaB, nil) }),
+			"acme/web#1 verify  pr-web-1 bbbbbbb (release at SHA; readiness not recorded) [attempt 1, retry after 1m0s]"},
+		{StateNew, open(func(*Facts) {}), "acme/web#1 deploy  pr-web-1 bbbbbbb (new preview) [attempt 1, retry after 1m0s]"},
+		{StateNewSHA, open(func(f *Facts) {
+			f.Owned, f.Release = ns, atA
+			f.Row = row(model.StatusReady, shaA, func(p *model.Preview) { p.DeployedSHA = shaA })
+		}), "acme/web#1 deploy  pr-web-1 aaaaaaa → bbbbbbb (new SHA) [attempt 1, retry after 1m0s]"},
+		{StateClosed, closed(func(f *Facts) { f.Owned, f.Release = ns, atA; f.Row = row(model.StatusReady, shaA, nil) }),
+			"acme/web#1 delete  pr-web-1 aaaaaaa (PR merged)"},
+		{StateGone, closed(func(f *Facts) { f.Row = row(model.StatusDeleting, shaA, nil) }), "acme/web#1 forget  pr-web-1 (PR merged; namespace already gone)"},
+		{StateStuckTerminating, closed(func(f *Facts) {
+			f.Owned = terminating
+			f.Row = row(model.StatusDeleting, shaA, func(p *model.Preview) { p.LastError = "namespace stuck terminating" })
+		}), "skip: stuck terminating"},
+		{StateForgotten, closed(func(f *Facts) { f.Row = row(model.StatusDeleted, shaA, nil) }), ""},
+		{StateUnconfirmed, Facts{Repo: "acme/web", Number: 1, Unconfirmed: true, RepoComplete: true, ClusterComplete: true}, "skip: not confirmed closed"},
+	}
+	covered := map[State]bool{}
+	for _, tc := range cases {
+		t.Run(string(tc.state), func(t *testing.T) {
+			o := opts()
+			v := Classify(tc.facts, o)
+			if v.State != tc.state {
+				t.Fatalf("state = %s (%s), want %s", v.State, v.Reason, tc.state)
+			}
+			covered[v.State] = true
+			actions, skip := decide(tc.facts, v, o)
+			var got []string
+			for _, a := range actions {
+				if a.State != tc.state {
+					t.Errorf("action %s carries state %s", a, a.State)
+				}
+				l := a.String()
+				if a.Kind == KindDeploy || a.Kind == KindVerify {
+					if a.RetryAfter > 0 {
+						l += fmt.Sprintf(" [attempt %d, retry after %s]", a.Attempt, a.RetryAfter)
+					} else {
+						l += fmt.Sprintf(" [attempt %d, last]", a.Attempt)
+					}
+				}
+				got = append(got, l)
+			}
+			switch {
+			case strings.HasPrefix(tc.want, "skip: "):
+				if len(actions) != 0 || skip == nil || !strings.Contains(skip.Reason, strings.TrimPrefix(tc.want, "skip: ")) || skip.State != tc.state {
+					t.Errorf("decision = %q, skip %+v; want a skip with %q", got, skip, tc.want)
+				}
+			default:
+				if strings.Join(got, "\n") != tc.want {
+					t.Errorf("decision:\n%s\nwant:\n%s", strings.Join(got, "\n"), tc.want)
+				}
+			}
+		})
+	}
+	for _, s := range allStates {
+		if !covered[s] {
+			t.Errorf("state %s has no classification test", s)
+		}
+	}
+}
+
+// TestPlanCarriesTheRetrySchedule: the plan, not the executor, owns the
+// budget: a first deploy may be retried after Backoff(1), the retry due
+// after two failures is the last.
+func TestPlanCarriesTheRetrySchedule(t *testing.T) {
+	o := opts()
+	obs := Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true, Open: []PR{open(1, shaA), open(2, shaA)}}},
+		Previews: []model.Preview{{Repo: "acme/web", Number: 2, DesiredSHA: shaA, Status: model.StatusFailed, Attempts: 2, NextAttemptAt: now}},
+		Cluster:  model.ClusterObservation{Complete: true}}
+	res := Plan(obs, o)
+	if len(res.Actions) != 2 {
+		t.Fatalf("actions = %q", lines(res))
+	}
+	first, last := res.Actions[0], res.Actions[1]
+	if first.Attempt != 1 || first.RetryAfter != time.Minute || first.State != StateNew {
+		t.Errorf("new preview: attempt %d retry after %s state %s", first.Attempt, first.RetryAfter, first.State)
+	}
+	if last.Attempt != 3 || last.RetryAfter != 0 || last.State != StateRetryDue {
+		t.Errorf("third attempt: attempt %d retry after %s state %s", last.Attempt, last.RetryAfter, last.State)
+	}
+}

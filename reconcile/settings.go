@@ -1,0 +1,114 @@
+package reconcile
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/previewd/previewd/reconcile/model"
+	"github.com/previewd/previewd/reconcile/render"
+)
+
+// Repo is one repository's validated settings.
+type Repo struct {
+	Name  string
+	Chart string
+	Image string
+	// Host is the preview's host template; nil when the repository sets
+	// none (the comment then shows no URL).
+	Host *render.Template
+	// Values are the repository's extra Helm values, compiled.
+	Values *render.Values
+	Policy RepoPolicy
+}
+
+// RepoPolicy holds the per-repository filters.
+type RepoPolicy struct {
+	AllowForks    bool
+	SkipDrafts    bool
+	RequireLabels []string
+	IgnoreLabels  []string
+}
+
+// Settings are everything the loop, the planner and the executor are
+// configured with: one validated value, built by the wiring from the
+// configuration file (which owns every default).
+type Settings struct {
+	Repos         []Repo
+	Interval      time.Duration // poll period
+	Resync        time.Duration // full resync period; 0: none
+	DeployTimeout time.Duration // readiness wait of one attempt; also the age of a stale Helm lock
+	HelmTimeout   time.Duration // one Helm install/upgrade/uninstall
+	MaxParallel   int           // deploys at once
+	MaxAttempts   int           // failed attempts per SHA before previewd waits for a new SHA
+	// Backoff is the wait after failed attempt n (1-based) before the
+	// next one.
+	Backoff func(n int) time.Duration
+}
+
+// Validate says what is wrong with s, naming the field.
+func (s Settings) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if s.Interval <= 0 {
+		bad("settings: Interval must be positive, got %s", s.Interval)
+	}
+	if s.Resync < 0 {
+		bad("settings: Resync must not be negative, got %s", s.Resync)
+	}
+	if s.DeployTimeout <= 0 {
+		bad("settings: DeployTimeout must be positive, got %s", s.DeployTimeout)
+	}
+	if s.HelmTimeout <= 0 {
+		bad("settings: HelmTimeout must be positive, got %s", s.HelmTimeout)
+	}
+	if s.MaxParallel < 1 {
+		bad("settings: MaxParallel must be at least 1, got %d", s.MaxParallel)
+	}
+	if s.MaxAttempts < 1 {
+		bad("settings: MaxAttempts must be at least 1, got %d", s.MaxAttempts)
+	}
+	if s.Backoff == nil {
+		bad("settings: Backoff is nil")
+	}
+	seen := map[string]bool{}
+	for i, r := range s.Repos {
+		switch {
+		case r.Name == "":
+			bad("settings: Repos[%d].Name is empty", i)
+		case seen[r.Name]:
+			bad("settings: Repos[%d].Name %q is listed twice", i, r.Name)
+		}
+		seen[r.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+// repo returns the settings of a repository by name.
+func (s Settings) repo(name string) (Repo, bool) {
+	for _, r := range s.Repos {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Repo{}, false
+}
+
+// names are the repositories in configuration order.
+func (s Settings) names() []string {
+	out := make([]string, len(s.Repos))
+	for i, r := range s.Repos {
+		out[i] = r.Name
+	}
+	return out
+}
+
+// PlanOptions are the planner's parameters at now.
+func (s Settings) PlanOptions(now time.Time, namespaceFor func(string, int) string, commentHash func(model.Preview) string) Options {
+	policies := make(map[string]RepoPolicy, len(s.Repos))
+	for _, r := range s.Repos {
+		policies[r.Name] = r.Policy
+	}
+	return Options{Now: now, MaxAttempts: s.MaxAttempts, DeployTimeout: s.DeployTimeout, Backoff: s.Backoff,
+		Policies: policies, NamespaceFor: namespaceFor, CommentHash: commentHash}
+}

@@ -18,6 +18,18 @@ var ignored = []goleak.Option{
 	goleak.IgnoreAnyFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
 	// OpenCensus/OpenTelemetry exporters some dependencies start at init.
 	goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+	// client-go caches one transport per client configuration for the
+	// life of the process (transport.tlsCache): its client-certificate
+	// rotation worker and its idle HTTP/2 connections to the API server
+	// are never stopped, whatever the caller does.
+	goleak.IgnoreAnyFunction("k8s.io/client-go/transport.(*dynamicClientCert).run"),
+	goleak.IgnoreAnyFunction("k8s.io/client-go/transport.(*dynamicClientCert).processNextWorkItem"),
+	// The poll that dynamicClientCert.run starts, and its ticker (previewd
+	// itself does not use the deprecated wait.PollImmediateUntil).
+	goleak.IgnoreAnyFunction("k8s.io/apimachinery/pkg/util/wait.PollImmediateUntil"),
+	goleak.IgnoreAnyFunction("k8s.io/apimachinery/pkg/util/wait.PollImmediateUntilWithContext.poller.func1.1"),
+	goleak.IgnoreAnyFunction("k8s.io/client-go/util/workqueue.(*delayingType[...]).waitingLoop"),
+	goleak.IgnoreAnyFunction("golang.org/x/net/http2.(*ClientConn).readLoop"),
 }
 
 // Check returns an error naming the goroutines still running.

@@ -84,16 +84,6 @@ func (s Settings) Validate() error {
 	return errors.Join(errs...)
 }
 
-// repo returns the settings of a repository by name.
-func (s Settings) repo(name string) (Repo, bool) {
-	for _, r := range s.Repos {
-		if r.Name == name {
-			return r, true
-		}
-	}
-	return Repo{}, false
-}
-
 // names are the repositories in configuration order.
 func (s Settings) names() []string {
 	out := make([]string, len(s.Repos))

@@ -1,7 +1,8 @@
 // Package github is previewd's view of GitHub: the open pull requests of a
-// repository, one pull request, and the one status comment previewd keeps on
-// each pull request. It reads by polling, so it is built to make polling
-// cheap and safe:
+// repository, one pull request, the CI checks of a commit (CommitChecks: its
+// check runs by name and commit statuses by context, for wait_for_checks),
+// and the one status comment previewd keeps on each pull request. It reads by
+// polling, so it is built to make polling cheap and safe:
 //
 //   - Conditional requests. Every GET goes through an HTTP cache
 //     (httpcache) that revalidates on every call: GitHub's
@@ -14,6 +15,12 @@
 //   - Never a partial answer. ListOpenPRs returns every open pull request or
 //     an error; a failed page fails the whole list. A 404 is ErrNotFound,
 //     never "closed".
+//   - CommitChecks reads every page of a commit's check runs and of its
+//     combined status the same way: an unchanged commit costs only 304s,
+//     a failed page (or a list that changed between pages) fails the call.
+//     Each Check's State is queued, in_progress or pending (not finished),
+//     or success or failure; re-runs of a check run count once, the newest.
+//     Call it only for commits that are waiting for checks.
 //   - No request storms. A primary rate limit (403 with
 //     X-RateLimit-Remaining: 0) holds every call until X-RateLimit-Reset; a
 //     secondary limit (403 secondary, or 429) until Retry-After (60 s when

@@ -131,11 +131,13 @@ func TestListFollowsEveryPage(t *testing.T) {
 }
 
 // pageFault answers 502 to the next `left` requests for page 2 of a pulls
-// list; the fake's faults match routes, not pages.
+// list (or of the list whose path ends in suffix); the fake's faults match
+// routes, not pages.
 type pageFault struct {
-	mu   sync.Mutex
-	left int
-	hits int
+	suffix string // "/pulls" when empty
+	mu     sync.Mutex
+	left   int
+	hits   int
 }
 
 func (p *pageFault) set(n int) {
@@ -152,7 +154,11 @@ func (p *pageFault) count() int {
 
 func (p *pageFault) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/pulls") && r.URL.Query().Get("page") == "2" {
+		suffix := p.suffix
+		if suffix == "" {
+			suffix = "/pulls"
+		}
+		if strings.HasSuffix(r.URL.Path, suffix) && r.URL.Query().Get("page") == "2" {
 			p.mu.Lock()
 			p.hits++
 			fail := p.left > 0

@@ -153,6 +153,15 @@ func (a appFailure) Error() string {
 func (a appFailure) Unwrap() error    { return a.err }
 func (a appFailure) AppFailure() bool { return true }
 
+// FailedImage is the image a container could not pull ("" when the failure
+// is not an image pull).
+func (a appFailure) FailedImage() string {
+	if a.err.Reason == ReasonImagePullBackOff || a.err.Reason == ReasonErrImagePull {
+		return a.err.Image
+	}
+	return ""
+}
+
 // WaitReady waits for every Deployment in the preview namespace.
 func (c *Cluster) WaitReady(ctx context.Context, ns string, timeout time.Duration) error {
 	err := WaitReady(ctx, c.Client, ns, "", timeout, WithRedact(c.redact))

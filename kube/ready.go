@@ -53,6 +53,8 @@ type NotReadyError struct {
 	// Pod and Container name the failing container, when one was found.
 	Pod       string
 	Container string
+	// Image is the failing container's image (from the pod's spec).
+	Image string
 	// Message is the Kubernetes message (condition or container state),
 	// or for Timeout a summary of the replica counts.
 	Message string
@@ -189,7 +191,7 @@ func checkReady(ctx context.Context, client kubernetes.Interface, namespace, sel
 				}
 			}
 		}
-		pod, container, reason, msg, err := failingContainer(ctx, client, d)
+		pod, container, image, reason, msg, err := failingContainer(ctx, client, d)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -197,11 +199,11 @@ func checkReady(ctx context.Context, client kubernetes.Interface, namespace, sel
 			if fail != nil {
 				// Keep ProgressDeadlineExceeded as the reason, but point at
 				// the container that explains it.
-				fail.Pod, fail.Container = pod, container
+				fail.Pod, fail.Container, fail.Image = pod, container, image
 				fail.Message += "; container " + container + ": " + reason + ": " + msg
 				return nil, fail, nil
 			}
-			return nil, &NotReadyError{Reason: reason, Deployment: d.Name, Pod: pod, Container: container, Message: msg}, nil
+			return nil, &NotReadyError{Reason: reason, Deployment: d.Name, Pod: pod, Container: container, Image: image, Message: msg}, nil
 		}
 		if fail != nil {
 			return nil, fail, nil
@@ -233,20 +235,20 @@ func deploymentReady(d *appsv1.Deployment) (bool, string) {
 // (pods of the ReplicaSet whose revision matches the Deployment's) that
 // waits for a reason in failingWaits. Old ReplicaSets are ignored: a crash
 // loop of the previous version must not fail the new rollout.
-func failingContainer(ctx context.Context, client kubernetes.Interface, d *appsv1.Deployment) (pod, container, reason, msg string, err error) {
+func failingContainer(ctx context.Context, client kubernetes.Interface, d *appsv1.Deployment) (pod, container, image, reason, msg string, err error) {
 	// Until the controller has observed the latest spec, the revision
 	// annotation may still name the previous (perhaps failing) rollout.
 	rev := d.Annotations[revisionAnnotation]
 	if rev == "" || d.Spec.Selector == nil || d.Status.ObservedGeneration < d.Generation {
-		return "", "", "", "", nil
+		return "", "", "", "", "", nil
 	}
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
-		return "", "", "", "", fmt.Errorf("deployment %s selector: %w", d.Name, err)
+		return "", "", "", "", "", fmt.Errorf("deployment %s selector: %w", d.Name, err)
 	}
 	rsList, err := client.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
-		return "", "", "", "", fmt.Errorf("listing replica sets of %s: %w", d.Name, err)
+		return "", "", "", "", "", fmt.Errorf("listing replica sets of %s: %w", d.Name, err)
 	}
 	var current types.UID
 	for i := range rsList.Items {
@@ -256,11 +258,11 @@ func failingContainer(ctx context.Context, client kubernetes.Interface, d *appsv
 		}
 	}
 	if current == "" {
-		return "", "", "", "", nil
+		return "", "", "", "", "", nil
 	}
 	pods, err := client.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
-		return "", "", "", "", fmt.Errorf("listing pods of %s: %w", d.Name, err)
+		return "", "", "", "", "", fmt.Errorf("listing pods of %s: %w", d.Name, err)
 	}
 	items := pods.Items
 	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
@@ -283,10 +285,21 @@ func failingContainer(ctx context.Context, client kubernetes.Interface, d *appsv
 				}
 				m += fmt.Sprintf(", %d restarts)", cs.RestartCount)
 			}
-			return p.Name, cs.Name, w.Reason, strings.TrimSpace(m), nil
+			return p.Name, cs.Name, specImage(p, cs.Name, cs.Image), w.Reason, strings.TrimSpace(m), nil
 		}
 	}
-	return "", "", "", "", nil
+	return "", "", "", "", "", nil
+}
+
+// specImage is the image the pod's spec names for container name (the
+// status may report a resolved or empty image while pulling).
+func specImage(p *corev1.Pod, name, fallback string) string {
+	for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+		if c.Name == name {
+			return c.Image
+		}
+	}
+	return fallback
 }
 
 func ownedBy(refs []metav1.OwnerReference, uid types.UID) bool {

@@ -40,6 +40,11 @@ const (
 	StateInSync State = "in-sync"
 	// StateUnblocked: the PR was blocked and the foreign namespace is gone.
 	StateUnblocked State = "unblocked"
+	// StateImageWaiting: the head SHA's image could not be pulled (CI has
+	// not pushed it yet); the next look is not due.
+	StateImageWaiting State = "image-waiting"
+	// StateImageRecheck: waiting for the image, and the next look is due.
+	StateImageRecheck State = "image-recheck"
 	// StateRetryDue: the last attempt at the head SHA failed and its retry
 	// is due.
 	StateRetryDue State = "retry-due"
@@ -155,6 +160,11 @@ func Classify(f Facts, o Options) Verdict {
 		return Verdict{StateInSync, "release deployed at the head SHA and Ready"}
 	case live && row.Status == model.StatusBlocked:
 		return Verdict{StateUnblocked, "namespace no longer blocked"}
+	case atSHA && row.Status == model.StatusWaiting && o.Now.Before(row.NextAttemptAt):
+		return Verdict{StateImageWaiting, fmt.Sprintf("waiting for the image since %s; next look at %s",
+			row.WaitingSince.UTC().Format(time.RFC3339), row.NextAttemptAt.UTC().Format(time.RFC3339))}
+	case atSHA && row.Status == model.StatusWaiting:
+		return Verdict{StateImageRecheck, "look again for the image (waiting since " + row.WaitingSince.UTC().Format(time.RFC3339) + ")"}
 	case atSHA && row.Status == model.StatusFailed && (row.Attempts >= o.MaxAttempts || row.NextAttemptAt.IsZero()):
 		return Verdict{StateExhausted, fmt.Sprintf("failed after %d attempts; waiting for a new SHA", row.Attempts)}
 	case atSHA && row.Status == model.StatusFailed && o.Now.Before(row.NextAttemptAt):
@@ -178,7 +188,7 @@ func decide(f Facts, v Verdict, o Options) ([]Action, *Skip) {
 		return Action{Kind: k, State: v.State, Repo: f.Repo, Number: f.Number, Namespace: f.Namespace, Reason: v.Reason, PR: f.PR}
 	}
 	switch v.State {
-	case StateFiltered, StateBlocked, StateTerminating, StateRetryLater, StateExhausted,
+	case StateFiltered, StateBlocked, StateTerminating, StateRetryLater, StateExhausted, StateImageWaiting,
 		StateStuckTerminating, StateUnconfirmed:
 		return nil, skip
 	case StateClusterUnknown, StateInSync, StateForgotten:
@@ -207,7 +217,7 @@ func decide(f Facts, v Verdict, o Options) ([]Action, *Skip) {
 		d := deployAction(f, v, o, KindDeploy)
 		d.Reason = "recover locked release"
 		return []Action{unlock, d}, nil
-	case StateRetryDue:
+	case StateRetryDue, StateImageRecheck:
 		kind := KindDeploy
 		if f.Release.DeployedAt(f.PR.SHA) && f.Owned != nil {
 			kind = KindVerify // the release is applied; only readiness failed
@@ -236,6 +246,14 @@ func deployAction(f Facts, v Verdict, o Options, kind Kind) Action {
 	}
 	if a.Attempt < o.MaxAttempts && o.Backoff != nil {
 		a.RetryAfter = o.Backoff(a.Attempt)
+	}
+	if wait := o.Policies[f.Repo].ImageWait; wait > 0 && o.ImageRecheck != nil {
+		since := o.Now
+		if r := f.Row; r != nil && r.Status == model.StatusWaiting && r.DesiredSHA == f.PR.SHA && r.WaitingFor == model.WaitingForImage {
+			since = r.WaitingSince
+		}
+		a.ImageWaitUntil = since.Add(wait)
+		a.ImageRecheckAfter = o.ImageRecheck(o.Now.Sub(since))
 	}
 	return a
 }

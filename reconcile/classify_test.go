@@ -12,7 +12,7 @@ import (
 // allStates lists every state; TestClassifyEveryState fails when a state
 // has no case (a new state needs a classification test and a decision).
 var allStates = []State{StateFiltered, StateUnwanted, StateClusterUnknown, StateForeign, StateBlocked,
-	StateTerminating, StateLocked, StateInSync, StateUnblocked, StateRetryDue, StateRetryLater, StateExhausted,
+	StateTerminating, StateLocked, StateInSync, StateUnblocked, StateImageWaiting, StateImageRecheck, StateRetryDue, StateRetryLater, StateExhausted,
 	StateUnverified, StateNew, StateNewSHA, StateClosed, StateGone, StateStuckTerminating, StateForgotten,
 	StateUnconfirmed}
 
@@ -62,6 +62,18 @@ func TestClassifyEveryState(t *testing.T) {
 			f.Row = row(model.StatusReady, shaB, func(p *model.Preview) { p.DeployedSHA = shaB })
 		}), ""},
 		{StateUnblocked, open(func(f *Facts) { f.Row = row(model.StatusBlocked, shaB, nil) }), "acme/web#1 deploy  pr-web-1 bbbbbbb (namespace no longer blocked) [attempt 1, retry after 1m0s]"},
+		{StateImageWaiting, open(func(f *Facts) {
+			f.Owned, f.Release = ns, atB
+			f.Row = row(model.StatusWaiting, shaB, func(p *model.Preview) {
+				p.WaitingFor, p.WaitingSince, p.NextAttemptAt = model.WaitingForImage, now.Add(-time.Minute), now.Add(time.Minute)
+			})
+		}), "skip: waiting for the image since 2026-11-26T11:59:00Z; next look at 2026-11-26T12:01:00Z"},
+		{StateImageRecheck, open(func(f *Facts) {
+			f.Owned, f.Release = ns, atB
+			f.Row = row(model.StatusWaiting, shaB, func(p *model.Preview) {
+				p.WaitingFor, p.WaitingSince, p.NextAttemptAt = model.WaitingForImage, now.Add(-5*time.Minute), now.Add(-time.Second)
+			})
+		}), "acme/web#1 verify  pr-web-1 bbbbbbb (look again for the image (waiting since 2026-11-26T11:55:00Z)) [attempt 1, retry after 1m0s, image until 2026-11-26T12:10:00Z, recheck 5m0s]"},
 		{StateRetryDue, open(func(f *Facts) {
 			f.Owned, f.Release = ns, atA
 			f.Row = row(model.StatusFailed, shaB, func(p *model.Preview) { p.Attempts, p.NextAttemptAt = 2, now.Add(-time.Second) })
@@ -107,10 +119,14 @@ func TestClassifyEveryState(t *testing.T) {
 				l := a.String()
 				if a.Kind == KindDeploy || a.Kind == KindVerify {
 					if a.RetryAfter > 0 {
-						l += fmt.Sprintf(" [attempt %d, retry after %s]", a.Attempt, a.RetryAfter)
+						l += fmt.Sprintf(" [attempt %d, retry after %s", a.Attempt, a.RetryAfter)
 					} else {
-						l += fmt.Sprintf(" [attempt %d, last]", a.Attempt)
+						l += fmt.Sprintf(" [attempt %d, last", a.Attempt)
 					}
+					if tc.state == StateImageRecheck {
+						l += fmt.Sprintf(", image until %s, recheck %s", a.ImageWaitUntil.UTC().Format(time.RFC3339), a.ImageRecheckAfter)
+					}
+					l += "]"
 				}
 				got = append(got, l)
 			}

@@ -36,6 +36,11 @@ func RenderComment(p model.Preview, info CommentInfo, scrub func(string) string)
 	var b strings.Builder
 	b.WriteString(Marker(p.Repo, p.Number) + "\n")
 	sha := p.DesiredSHA
+	if p.Status == model.StatusDeploying && p.WaitingFor != "" {
+		// A look again for what the preview waits for: the PR keeps
+		// saying it waits (no comment write per look).
+		p.Status = model.StatusWaiting
+	}
 	switch p.Status {
 	case model.StatusReady:
 		b.WriteString("### ✅ Preview ready\n\n")
@@ -45,6 +50,10 @@ func RenderComment(p model.Preview, info CommentInfo, scrub func(string) string)
 		b.WriteString("### ❌ Preview failed\n\n")
 	case model.StatusBlocked:
 		b.WriteString("### ⛔ Preview blocked\n\n")
+	case model.StatusWaiting:
+		b.WriteString("### ⏳ Waiting for the image\n\n")
+		b.WriteString("The image of this commit cannot be pulled yet; CI may still be building and pushing it. " +
+			"previewd looks again on a growing schedule and deploys it as soon as it is there, without a new push.\n\n")
 	case model.StatusDeleting:
 		b.WriteString("### 🧹 Preview being removed\n\n")
 	case model.StatusDeleted:
@@ -67,12 +76,16 @@ func RenderComment(p model.Preview, info CommentInfo, scrub func(string) string)
 	if p.Status == model.StatusFailed && info.MaxAttempts > 0 {
 		fmt.Fprintf(&b, "| Attempts | %d of %d |\n", p.Attempts, info.MaxAttempts)
 	}
-	if (p.Status == model.StatusFailed || p.Status == model.StatusBlocked) && p.LastError != "" {
+	if (p.Status == model.StatusFailed || p.Status == model.StatusBlocked || p.Status == model.StatusWaiting) && p.LastError != "" {
 		msg, logs, _ := strings.Cut(scrub(p.LastError), "\n--- logs ---\n")
 		if len(msg) > maxLogChars {
 			msg = msg[:maxLogChars]
 		}
-		b.WriteString("\n**Error:** " + EscapeMarkdown(firstLine(msg)) + "\n")
+		label := "Error"
+		if p.Status == model.StatusWaiting {
+			label = "Registry says"
+		}
+		b.WriteString("\n**" + label + ":** " + EscapeMarkdown(firstLine(msg)) + "\n")
 		if r := rest(msg); r != "" {
 			b.WriteString("\n" + fence(r) + "\n")
 		}
@@ -82,7 +95,7 @@ func RenderComment(p model.Preview, info CommentInfo, scrub func(string) string)
 		if logs != "" {
 			b.WriteString("\n<details><summary>Last log lines</summary>\n\n" + fence(logs) + "\n</details>\n")
 		}
-		if p.Status == model.StatusFailed && info.MaxAttempts > 0 && p.Attempts >= info.MaxAttempts {
+		if p.Status == model.StatusFailed && p.NextAttemptAt.IsZero() {
 			b.WriteString("\nNo more attempts for this commit; push a new commit to try again.\n")
 		}
 	}

@@ -17,6 +17,24 @@ import (
 // errLockFresh is a lock too young to be an interrupted operation.
 var errLockFresh = errors.New("release locked by an operation that may still be running")
 
+// ImagePullFailure is an application failure whose container could not
+// pull its image: FailedImage names it ("" when the failure is another).
+type ImagePullFailure interface{ FailedImage() string }
+
+// missingImage reports whether err is a failure to pull the preview's own
+// image at sha (repo:sha), which CI may not have pushed yet.
+func missingImage(err error, repo, sha string) (string, bool) {
+	var ipf ImagePullFailure
+	if repo == "" || !errors.As(err, &ipf) {
+		return "", false
+	}
+	img := ipf.FailedImage()
+	norm := func(s string) string {
+		return strings.TrimPrefix(strings.TrimPrefix(s, "docker.io/"), "library/")
+	}
+	return img, img != "" && norm(img) == norm(repo+":"+sha)
+}
+
 // AppFailure marks a deploy that failed because the application did not
 // become ready (a reported outcome, not a failure of previewd).
 type AppFailure interface{ AppFailure() bool }
@@ -66,8 +84,9 @@ type Executor struct {
 	// "deploying" update renders the row as it is by then).
 	commentMu sync.Map // model.Key → *sync.Mutex
 	errs      []error
-	// onRetry is told when a failed attempt scheduled its retry.
-	onRetry func(time.Time)
+	// onRetry is told when an attempt scheduled the next one: a retry
+	// after a failure, or (wait) a look again for a missing image.
+	onRetry func(at time.Time, wait bool)
 }
 
 type flight struct {
@@ -385,11 +404,34 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 		_ = e.comment(ctx, key)
 		return err
 	}
+	msg := e.d.Redact(err.Error())
+	if img, ok := missingImage(err, e.repos[a.Repo].Image, a.SHA); ok && !a.ImageWaitUntil.IsZero() {
+		if now.Before(a.ImageWaitUntil) {
+			// Not a failure: CI has not pushed the image yet. The plan
+			// looks again on its growing schedule until image_wait ends.
+			next := now.Add(a.ImageRecheckAfter)
+			if next.After(a.ImageWaitUntil) {
+				next = a.ImageWaitUntil
+			}
+			if ferr := finish(model.Finish{Outcome: model.OutcomeWaiting, WaitingFor: model.WaitingForImage, Error: msg, NextAttemptAt: next}); ferr != nil {
+				return ferr
+			}
+			e.d.Metrics.deployFinished("waiting", now.Sub(started))
+			log.Info("image not pushed yet; looking again later", "image", img, "next", next.Format(time.RFC3339))
+			_ = e.comment(ctx, key)
+			if e.onRetry != nil {
+				e.onRetry(next, true)
+			}
+			return nil
+		}
+		// image_wait is over: a failure, and the last for this SHA.
+		msg = fmt.Sprintf("image %s still not available when image_wait ended: %s", img, msg)
+		a.RetryAfter = 0
+	}
 	next := time.Time{}
 	if a.RetryAfter > 0 {
 		next = now.Add(a.RetryAfter)
 	}
-	msg := e.d.Redact(err.Error())
 	if ferr := finish(model.Finish{Outcome: model.OutcomeFailed, Error: msg, NextAttemptAt: next}); ferr != nil {
 		return ferr
 	}
@@ -397,7 +439,7 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 	log.Warn("deploy failed", "attempt", a.Attempt, "of", e.s.MaxAttempts, "err", firstLine(msg))
 	_ = e.comment(ctx, key)
 	if !next.IsZero() && e.onRetry != nil {
-		e.onRetry(next)
+		e.onRetry(next, false)
 	}
 	var af AppFailure
 	if errors.As(err, &af) && af.AppFailure() {

@@ -115,7 +115,8 @@ func settings(maxPar int) Settings {
 	}
 	return Settings{Repos: []Repo{{Name: "acme/web", Chart: "/chart", Image: "reg/web", Host: host}},
 		Interval: time.Minute, DeployTimeout: time.Minute, HelmTimeout: time.Minute,
-		MaxParallel: maxPar, MaxAttempts: 3, Backoff: func(int) time.Duration { return 10 * time.Millisecond }}
+		MaxParallel: maxPar, MaxAttempts: 3, Backoff: func(int) time.Duration { return 10 * time.Millisecond },
+		ImageRecheck: func(time.Duration) time.Duration { return 10 * time.Millisecond }}
 }
 
 func newExecutor(t *testing.T, gh GitHub, cl Cluster, st Store, s Settings) *Executor {
@@ -180,7 +181,7 @@ func TestExecutorRunsOneAttemptOnThePlansSchedule(t *testing.T) {
 	gh := &fakeGitHub{}
 	ex := newExecutor(t, gh, cl, st, settings(4))
 	var retries []time.Time
-	ex.onRetry = func(at time.Time) { retries = append(retries, at) }
+	ex.onRetry = func(at time.Time, wait bool) { retries = append(retries, at) }
 	a := deployOf(2, shaA)
 	a.RetryAfter = time.Hour
 	before := time.Now()
@@ -386,5 +387,58 @@ func TestDeletionDoesNotWaitForTheComment(t *testing.T) {
 	}
 	if row, ok, _ := st.Get(ctx, key); ok && row.Status != model.StatusDeleted {
 		t.Errorf("row %s, want deleted", row.Status)
+	}
+}
+
+// pullErr is a pod that cannot pull image.
+type pullErr struct{ image string }
+
+func (e pullErr) Error() string       { return "deployment app not ready: ImagePullBackOff: not found" }
+func (pullErr) AppFailure() bool      { return true }
+func (e pullErr) FailedImage() string { return e.image }
+
+// TestExecutorWaitsForTheImageUntilImageWaitEnds: a pull failure of the
+// preview's own image is a wait (no budget used, a look again scheduled)
+// until the plan's image_wait deadline; after it, a failure that ends the
+// SHA's attempts with the registry's message. Another image's pull
+// failure is an ordinary failure.
+func TestExecutorWaitsForTheImageUntilImageWaitEnds(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	img := "reg/web:" + shaA
+	cl := &fakeCluster{waitFn: func(context.Context, string, string) error { return pullErr{img} }}
+	ex := newExecutor(t, &fakeGitHub{}, cl, st, settings(4))
+	var looks []bool
+	ex.onRetry = func(_ time.Time, wait bool) { looks = append(looks, wait) }
+	a := deployOf(8, shaA)
+	a.RetryAfter, a.ImageWaitUntil, a.ImageRecheckAfter = time.Minute, time.Now().Add(time.Hour), 15*time.Second
+	ex.Submit(ctx, []Action{a})
+	if err := ex.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	key := model.Key{Repo: "acme/web", Number: 8}
+	p, _, _ := st.Get(ctx, key)
+	if p.Status != model.StatusWaiting || p.Attempts != 0 || p.WaitingFor != model.WaitingForImage ||
+		time.Until(p.NextAttemptAt) < 10*time.Second || fmt.Sprint(looks) != "[true]" {
+		t.Fatalf("while image_wait lasts: %s attempts %d waiting %q next in %s, looks %v", p.Status, p.Attempts, p.WaitingFor, time.Until(p.NextAttemptAt), looks)
+	}
+	a.ImageWaitUntil = time.Now().Add(-time.Second) // image_wait is over
+	ex.Submit(ctx, []Action{a})
+	if err := ex.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	p, _, _ = st.Get(ctx, key)
+	if p.Status != model.StatusFailed || p.Attempts != 1 || !p.NextAttemptAt.IsZero() ||
+		!strings.Contains(p.LastError, "still not available when image_wait ended") || !strings.Contains(p.LastError, "ImagePullBackOff") {
+		t.Errorf("after image_wait: %s attempts %d next %v: %q", p.Status, p.Attempts, p.NextAttemptAt, p.LastError)
+	}
+	// Another image (a sidecar) failing to pull is a failure at once.
+	cl.waitFn = func(context.Context, string, string) error { return pullErr{"docker.io/library/redis:7"} }
+	b := deployOf(9, shaA)
+	b.RetryAfter, b.ImageWaitUntil = time.Minute, time.Now().Add(time.Hour)
+	ex.Submit(ctx, []Action{b})
+	_ = ex.Wait()
+	if p, _, _ := st.Get(ctx, model.Key{Repo: "acme/web", Number: 9}); p.Status != model.StatusFailed || p.Attempts != 1 {
+		t.Errorf("a sidecar's pull failure: %s attempts %d", p.Status, p.Attempts)
 	}
 }

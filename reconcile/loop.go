@@ -44,10 +44,11 @@ type Loop struct {
 	mu      sync.Mutex
 	cycling sync.Mutex
 	lastOK  time.Time
-	// retryAt is the earliest retry a failed attempt scheduled since the
-	// last cycle; wake is signalled when it moves earlier.
-	retryAt time.Time
-	wake    chan struct{}
+	// retryAt is the earliest retry a failed attempt scheduled, waitAt
+	// the earliest look again for a missing image; wake is signalled when
+	// either moves earlier.
+	retryAt, waitAt time.Time
+	wake            chan struct{}
 }
 
 // NewLoop wires a loop from validated settings; ex may be nil for a loop
@@ -67,13 +68,18 @@ func NewLoop(gh GitHub, cl Cluster, st Store, ex *Executor, s Settings, o LoopOp
 	return l, nil
 }
 
-// retryScheduled is told by the executor when a failed attempt scheduled
-// its retry: the loop cycles again then (the plan decides the retry).
-func (l *Loop) retryScheduled(at time.Time) {
+// retryScheduled is told by the executor when an attempt scheduled the
+// next one (wait: a look again for a missing image): the loop cycles again
+// then, and the plan decides.
+func (l *Loop) retryScheduled(at time.Time, wait bool) {
 	l.mu.Lock()
-	earlier := l.retryAt.IsZero() || at.Before(l.retryAt)
+	t := &l.retryAt
+	if wait {
+		t = &l.waitAt
+	}
+	earlier := t.IsZero() || at.Before(*t)
 	if earlier {
-		l.retryAt = at
+		*t = at
 	}
 	l.mu.Unlock()
 	if earlier {
@@ -84,12 +90,16 @@ func (l *Loop) retryScheduled(at time.Time) {
 	}
 }
 
-// takeRetry returns and clears the earliest scheduled retry.
-func (l *Loop) takeRetry() time.Time {
+// takeRetry returns and clears the earliest scheduled retry (looks for a
+// missing image included when waits is set; they are cleared either way).
+func (l *Loop) takeRetry(waits bool) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	t := l.retryAt
-	l.retryAt = time.Time{}
+	if waits && !l.waitAt.IsZero() && (t.IsZero() || l.waitAt.Before(t)) {
+		t = l.waitAt
+	}
+	l.retryAt, l.waitAt = time.Time{}, time.Time{}
 	return t
 }
 
@@ -227,15 +237,16 @@ func (l *Loop) Cycle(ctx context.Context) (Result, error) {
 // RunOnce runs one cycle and waits for its actions (`run --once`). When
 // a failed attempt scheduled a retry, it waits for it and cycles again, so
 // that it returns once every PR has reached an outcome the plan will not
-// retry; the errors are those of the last cycle.
+// retry; the errors are those of the last cycle. It does not wait for an
+// image CI has not pushed yet: that preview is left waiting.
 func (l *Loop) RunOnce(ctx context.Context) error {
-	l.takeRetry()
+	l.takeRetry(true)
 	for {
 		_, err := l.Cycle(ctx)
 		if l.ex != nil {
 			err = errors.Join(err, l.ex.Wait())
 		}
-		at := l.takeRetry()
+		at := l.takeRetry(false)
 		if at.IsZero() || ctx.Err() != nil {
 			return err
 		}
@@ -262,12 +273,15 @@ func (l *Loop) runRetries(ctx context.Context, job func()) {
 		case <-l.wake:
 			l.mu.Lock()
 			at := l.retryAt
+			if !l.waitAt.IsZero() && (at.IsZero() || l.waitAt.Before(at)) {
+				at = l.waitAt
+			}
 			l.mu.Unlock()
 			if !at.IsZero() {
 				t.Reset(time.Until(at))
 			}
 		case <-t.C:
-			l.takeRetry()
+			l.takeRetry(true)
 			job()
 		}
 	}

@@ -41,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer, inFlight func() []time.Time) (*Metric
 			Buckets: []float64{1, 2, 5, 10, 20, 30, 60, 120, 180, 300},
 		}, []string{"outcome"}),
 		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "previewd_deploy_attempts_total", Help: "Deploy attempts by outcome (ready, failed, cancelled).",
+			Name: "previewd_deploy_attempts_total", Help: "Deploy attempts by outcome (ready, failed, cancelled, waiting: the image was not pushed yet).",
 		}, []string{"outcome"}),
 		deletions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "previewd_namespace_deletions_total", Help: "Preview namespace deletions by outcome (ok, error).",
@@ -73,7 +73,7 @@ func NewMetrics(reg prometheus.Registerer, inFlight func() []time.Time) (*Metric
 			Name: "previewd_planned_actions_total", Help: "Actions planned, by kind.",
 		}, []string{"kind"}),
 	}
-	for _, o := range []string{"ready", "failed", "cancelled"} {
+	for _, o := range []string{"ready", "failed", "cancelled", "waiting"} {
 		m.deploys.WithLabelValues(o)
 	}
 	for _, o := range []string{"ok", "error"} {

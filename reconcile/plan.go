@@ -60,8 +60,11 @@ type Options struct {
 	MaxAttempts   int
 	DeployTimeout time.Duration
 	// Backoff is the wait after failed attempt n before attempt n+1.
-	Backoff  func(n int) time.Duration
-	Policies map[string]RepoPolicy // by repo name
+	Backoff func(n int) time.Duration
+	// ImageRecheck is when to look again for an image waited for since
+	// waited ago.
+	ImageRecheck func(waited time.Duration) time.Duration
+	Policies     map[string]RepoPolicy // by repo name
 	// NamespaceFor maps a PR to its namespace name.
 	NamespaceFor func(repo string, number int) string
 	// CommentHash returns the hash of the comment body the preview's row
@@ -108,6 +111,11 @@ type Action struct {
 	// executor records them.
 	Attempt    int           `json:"attempt,omitempty"`
 	RetryAfter time.Duration `json:"-"`
+	// ImageWaitUntil is until when an image-pull failure of the
+	// preview's own image counts as "not pushed yet" (zero: it does not);
+	// ImageRecheckAfter is when to look again after such a failure.
+	ImageWaitUntil    time.Time     `json:"-"`
+	ImageRecheckAfter time.Duration `json:"-"`
 	// PlannedAt is the plan's Now: the executor skips work that a newer
 	// outcome (after the observation) already made moot.
 	PlannedAt time.Time `json:"-"`

@@ -28,6 +28,9 @@ type RepoPolicy struct {
 	SkipDrafts    bool
 	RequireLabels []string
 	IgnoreLabels  []string
+	// ImageWait is how long a missing image of the preview's own at the
+	// head SHA is waited for (CI still pushing it); 0: not at all.
+	ImageWait time.Duration
 }
 
 // Settings are everything the loop, the planner and the executor are
@@ -44,6 +47,9 @@ type Settings struct {
 	// Backoff is the wait after failed attempt n (1-based) before the
 	// next one.
 	Backoff func(n int) time.Duration
+	// ImageRecheck is when previewd looks again for a missing image it
+	// has waited for since waited ago.
+	ImageRecheck func(waited time.Duration) time.Duration
 }
 
 // Validate says what is wrong with s, naming the field.
@@ -70,6 +76,9 @@ func (s Settings) Validate() error {
 	}
 	if s.Backoff == nil {
 		bad("settings: Backoff is nil")
+	}
+	if s.ImageRecheck == nil {
+		bad("settings: ImageRecheck is nil")
 	}
 	seen := map[string]bool{}
 	for i, r := range s.Repos {
@@ -100,5 +109,5 @@ func (s Settings) PlanOptions(now time.Time, namespaceFor func(string, int) stri
 		policies[r.Name] = r.Policy
 	}
 	return Options{Now: now, MaxAttempts: s.MaxAttempts, DeployTimeout: s.DeployTimeout, Backoff: s.Backoff,
-		Policies: policies, NamespaceFor: namespaceFor, CommentHash: commentHash}
+		ImageRecheck: s.ImageRecheck, Policies: policies, NamespaceFor: namespaceFor, CommentHash: commentHash}
 }

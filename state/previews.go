@@ -14,18 +14,19 @@ import (
 
 const previewColumns = `repo, number, namespace, branch, title, desired_sha, deployed_sha, status,
 	attempts, next_attempt_at, last_error, comment_id, comment_hash, sha_first_seen_at,
-	deploy_started_at, ready_at, closed_at, created_at, updated_at`
+	deploy_started_at, ready_at, closed_at, created_at, updated_at, waiting_for, waiting_since`
 
 func scanPreview(row pgx.Row) (model.Preview, error) {
 	var (
 		p                            model.Preview
 		status                       string
 		next, started, ready, closed *time.Time
+		waitingSince                 *time.Time
 		commentID                    *int64
 	)
 	err := row.Scan(&p.Repo, &p.Number, &p.Namespace, &p.Branch, &p.Title, &p.DesiredSHA, &p.DeployedSHA, &status,
 		&p.Attempts, &next, &p.LastError, &commentID, &p.CommentHash, &p.SHAFirstSeenAt,
-		&started, &ready, &closed, &p.CreatedAt, &p.UpdatedAt)
+		&started, &ready, &closed, &p.CreatedAt, &p.UpdatedAt, &p.WaitingFor, &waitingSince)
 	if err != nil {
 		return model.Preview{}, err
 	}
@@ -34,6 +35,7 @@ func scanPreview(row pgx.Row) (model.Preview, error) {
 	p.DeployStartedAt = derefTime(started)
 	p.ReadyAt = derefTime(ready)
 	p.ClosedAt = derefTime(closed)
+	p.WaitingSince = derefTime(waitingSince)
 	if commentID != nil {
 		p.CommentID = *commentID
 	}
@@ -60,11 +62,11 @@ func save(ctx context.Context, tx pgx.Tx, id int64, p model.Preview) (model.Prev
 	saved, err := scanPreview(tx.QueryRow(ctx, `UPDATE previews SET namespace = $2, branch = $3, title = $4,
 			desired_sha = $5, deployed_sha = $6, status = $7, attempts = $8, next_attempt_at = $9,
 			last_error = $10, sha_first_seen_at = $11, deploy_started_at = $12, ready_at = $13,
-			closed_at = $14, updated_at = now()
+			closed_at = $14, waiting_for = $15, waiting_since = $16, updated_at = now()
 		WHERE id = $1 RETURNING `+previewColumns,
 		id, p.Namespace, p.Branch, p.Title, p.DesiredSHA, p.DeployedSHA, string(p.Status), p.Attempts,
 		nullTime(p.NextAttemptAt), p.LastError, p.SHAFirstSeenAt, nullTime(p.DeployStartedAt),
-		nullTime(p.ReadyAt), nullTime(p.ClosedAt)))
+		nullTime(p.ReadyAt), nullTime(p.ClosedAt), p.WaitingFor, nullTime(p.WaitingSince)))
 	if err != nil {
 		return model.Preview{}, fmt.Errorf("writing preview: %w", err)
 	}
@@ -223,7 +225,7 @@ func (s *Store) StartAttempt(ctx context.Context, key model.Key, sha string, now
 // an unknown attempt returns model.ErrNotFound.
 func (s *Store) FinishAttempt(ctx context.Context, key model.Key, sha string, attempt int, f model.Finish, now time.Time) error {
 	switch f.Outcome {
-	case model.OutcomeReady, model.OutcomeFailed, model.OutcomeCancelled:
+	case model.OutcomeReady, model.OutcomeFailed, model.OutcomeCancelled, model.OutcomeWaiting:
 	default:
 		return fmt.Errorf("finishing deploy of %s at %s: unknown outcome %q", key, sha, f.Outcome)
 	}

@@ -30,7 +30,10 @@ POST   /_fake/repos/{owner}/{repo}/pulls/{number}/comments    {"login":"alice","
 POST   /_fake/repos/{owner}/{repo}/branches/{branch...}       {"sha":"..."} (push to any branch)
 GET    /_fake/repos/{owner}/{repo}/commits/{sha}/statuses     [Status], oldest first
 POST   /_fake/repos/{owner}/{repo}/commits/{sha}/statuses     Status (as a CI system posts it)
-PUT    /_fake/repos/{owner}/{repo}/commits/{sha}/check-runs   CheckRun (replaces the run of that name)
+GET    /_fake/repos/{owner}/{repo}/commits/{sha}/check-runs   [CheckRun], oldest first
+PUT    /_fake/repos/{owner}/{repo}/commits/{sha}/check-runs   CheckRun (replaces the newest run of that name)
+POST   /_fake/repos/{owner}/{repo}/commits/{sha}/check-runs   CheckRun (a re-run: a new run, the older stay) → 201 {"id":N}
+DELETE /_fake/repos/{owner}/{repo}/commits/{sha}/check-runs/{name...}  → {"removed":N}
 GET    /_fake/repos/{owner}/{repo}/deployments                [Deployment] with statuses, oldest first
 GET    /_fake/counters                                        Counters
 POST   /_fake/counters/reset                                  zero counters and journal
@@ -321,6 +324,22 @@ func (s *Server) controlMux() *http.ServeMux {
 		}
 		s.SetCheckRun(repoOf(r), r.PathValue("sha"), cr)
 		return 200, ok, nil
+	})
+	handle("GET /_fake/repos/{owner}/{repo}/commits/{sha}/check-runs", func(r *http.Request) (int, any, error) {
+		return 200, nonNil(s.CheckRuns(repoOf(r), r.PathValue("sha"))), nil
+	})
+	handle("POST /_fake/repos/{owner}/{repo}/commits/{sha}/check-runs", func(r *http.Request) (int, any, error) {
+		var cr CheckRun
+		if err := decodeControl(r, &cr); err != nil {
+			return 0, nil, err
+		}
+		if cr.Name == "" {
+			return 0, nil, badRequest(errors.New("check run: name is required"))
+		}
+		return 201, map[string]int64{"id": s.AddCheckRun(repoOf(r), r.PathValue("sha"), cr)}, nil
+	})
+	handle("DELETE /_fake/repos/{owner}/{repo}/commits/{sha}/check-runs/{name...}", func(r *http.Request) (int, any, error) {
+		return 200, map[string]int{"removed": s.RemoveCheckRuns(repoOf(r), r.PathValue("sha"), r.PathValue("name"))}, nil
 	})
 	handle("GET /_fake/repos/{owner}/{repo}/deployments", func(r *http.Request) (int, any, error) {
 		return 200, nonNil(s.Deployments(repoOf(r))), nil

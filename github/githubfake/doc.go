@@ -30,6 +30,18 @@
 //     closed. Timestamps that must change on a change (pushed_at, updated_at,
 //     Last-Modified) move forward by at least one second each time, so two
 //     changes in the same second still change what a client sees.
+//   - CI signals of a commit: GET .../commits/{ref}/check-runs lists check
+//     runs with total_count (per_page default 30); GET .../commits/{ref}/status
+//     is the combined status, whose statuses are the latest of each context
+//     (per_page default 100) and whose state is failure if any is failure or
+//     error, pending if any is pending or there is none, success otherwise.
+//     Both paginate with Link headers, and their ETags change only when the
+//     commit's checks or statuses do (SetCheckRun, AddCheckRun,
+//     RemoveCheckRuns, SetStatus or a posted status): the combined status
+//     embeds the short repository, not pushed_at. Every check run is its own
+//     check suite, so a re-run (AddCheckRun) is listed next to the older run
+//     of that name, as GitHub lists runs of one name from several suites even
+//     with filter=latest.
 //
 // # Routes
 //

@@ -367,7 +367,7 @@ func (s *Server) getCombinedStatus(c *call) reply {
 		"statuses":    items,
 		"sha":         sha,
 		"total_count": len(latest),
-		"repository":  s.repoJSON(c, c.repo),
+		"repository":  s.simpleRepoJSON(c, c.repo),
 		"commit_url":  api + "/commits/" + sha,
 		"url":         api + "/commits/" + sha + "/status",
 	}}

@@ -148,6 +148,40 @@ func (s *Server) repoJSON(c *call, r *repo) *repoJSON {
 	}
 }
 
+// simpleRepoJSON is the short repository GitHub embeds in a combined status:
+// nothing in it moves with pushes or pull requests, so the combined status of
+// a commit changes only when its statuses do.
+type simpleRepoJSON struct {
+	ID          int64    `json:"id"`
+	NodeID      string   `json:"node_id"`
+	Name        string   `json:"name"`
+	FullName    string   `json:"full_name"`
+	Owner       userJSON `json:"owner"`
+	Private     bool     `json:"private"`
+	HTMLURL     string   `json:"html_url"`
+	Description *string  `json:"description"`
+	Fork        bool     `json:"fork"`
+	URL         string   `json:"url"`
+	PullsURL    string   `json:"pulls_url"`
+	StatusesURL string   `json:"statuses_url"`
+}
+
+func (s *Server) simpleRepoJSON(c *call, r *repo) *simpleRepoJSON {
+	api := c.api + "repos/" + r.fullName()
+	return &simpleRepoJSON{
+		ID:          r.id,
+		NodeID:      nodeID("R", r.id),
+		Name:        r.name,
+		FullName:    r.fullName(),
+		Owner:       s.userJSON(c, r.owner),
+		HTMLURL:     c.web + r.fullName(),
+		Fork:        r.fork,
+		URL:         api,
+		PullsURL:    api + "/pulls{/number}",
+		StatusesURL: api + "/statuses/{sha}",
+	}
+}
+
 type labelJSON struct {
 	ID          int64   `json:"id"`
 	NodeID      string  `json:"node_id"`

@@ -125,7 +125,7 @@ type repo struct {
 	pulls         map[int]*pull
 	comments      map[int64]*comment
 	statuses      map[string][]Status   // sha → oldest first
-	checks        map[string][]CheckRun // sha → one per name
+	checks        map[string][]CheckRun // sha → oldest first; re-runs repeat a name
 	deployments   []*Deployment         // oldest first
 	labelIDs      map[string]int64
 }
@@ -631,13 +631,81 @@ func (s *Server) Statuses(repo, sha string) []Status {
 	return slices.Clone(r.statuses[sha])
 }
 
-// SetCheckRun creates or replaces (by name) a check run on sha. The commit
+// SetCheckRun creates a check run on sha, or replaces the newest one of that
+// name (keeping its id), as a CI system updates a run it reported. The commit
 // becomes known to the repository (created if needed).
 func (s *Server) SetCheckRun(repo, sha string, cr CheckRun) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.ensureRepo(repo)
 	r.commits[sha] = true
+	s.normalizeCheckRun(&cr)
+	runs := r.checks[sha]
+	i := len(runs) - 1
+	for i >= 0 && runs[i].Name != cr.Name {
+		i--
+	}
+	if i < 0 {
+		cr.ID = 9000000 + s.nextID("check")
+		r.checks[sha] = append(runs, cr)
+	} else {
+		cr.ID = runs[i].ID
+		runs[i] = cr
+	}
+	s.touch(r)
+}
+
+// AddCheckRun adds a new check run on sha and returns its id, keeping the
+// runs of that name already there: a re-run, or a workflow triggered again on
+// the same commit by another event. Every run is its own check suite in the
+// fake, so the list keeps showing the older runs next to the new one, as
+// GitHub does across check suites even with filter=latest. The commit becomes
+// known to the repository (created if needed).
+func (s *Server) AddCheckRun(repo, sha string, cr CheckRun) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.ensureRepo(repo)
+	r.commits[sha] = true
+	s.normalizeCheckRun(&cr)
+	cr.ID = 9000000 + s.nextID("check")
+	r.checks[sha] = append(r.checks[sha], cr)
+	s.touch(r)
+	return cr.ID
+}
+
+// RemoveCheckRuns removes every check run named name from sha (as when the
+// check suite is deleted with its workflow run) and returns how many there
+// were.
+func (s *Server) RemoveCheckRuns(repo, sha, name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.repoNamed(repo)
+	if r == nil {
+		return 0
+	}
+	before := len(r.checks[sha])
+	r.checks[sha] = slices.DeleteFunc(r.checks[sha], func(x CheckRun) bool { return x.Name == name })
+	removed := before - len(r.checks[sha])
+	if removed > 0 {
+		s.touch(r)
+	}
+	return removed
+}
+
+// CheckRuns returns every check run on sha in repo, oldest first.
+func (s *Server) CheckRuns(repo, sha string) []CheckRun {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.repoNamed(repo)
+	if r == nil {
+		return nil
+	}
+	return slices.Clone(r.checks[sha])
+}
+
+// normalizeCheckRun fills in the status and the timestamps. s.mu must be
+// held.
+func (s *Server) normalizeCheckRun(cr *CheckRun) {
 	now := s.clock().Truncate(time.Second)
 	if cr.Status == "" {
 		cr.Status = "queued"
@@ -651,16 +719,6 @@ func (s *Server) SetCheckRun(repo, sha string, cr CheckRun) {
 	if cr.Status == "completed" && cr.CompletedAt.IsZero() {
 		cr.CompletedAt = now
 	}
-	runs := r.checks[sha]
-	i := slices.IndexFunc(runs, func(x CheckRun) bool { return x.Name == cr.Name })
-	if i < 0 {
-		cr.ID = 9000000 + s.nextID("check")
-		r.checks[sha] = append(runs, cr)
-	} else {
-		cr.ID = runs[i].ID
-		runs[i] = cr
-	}
-	s.touch(r)
 }
 
 // Deployments returns the deployments of repo with their statuses, oldest

@@ -34,6 +34,15 @@ const (
 	DefaultRetryBase = time.Second
 )
 
+// DefaultImageWait is repositories[].image_wait when unset.
+const DefaultImageWait = 15 * time.Minute
+
+// ImageRecheck is when previewd looks again for an image it has waited
+// for since waited ago: 15 s at first, doubling, at most 2 m.
+func ImageRecheck(waited time.Duration) time.Duration {
+	return min(max(waited, 15*time.Second), 2*time.Minute)
+}
+
 // RetryBackoff is the default wait after failed attempt n (1-based):
 // DefaultRetryBase doubled n-1 times.
 func RetryBackoff(n int) time.Duration { return DefaultRetryBase << max(n-1, 0) }
@@ -87,6 +96,10 @@ type Repository struct {
 	SkipDrafts    bool           `yaml:"skip_drafts"`
 	RequireLabels []string       `yaml:"require_labels"`
 	IgnoreLabels  []string       `yaml:"ignore_labels"`
+	// ImageWait is how long an image-pull failure of the preview's own
+	// image at the head SHA counts as "CI has not pushed it yet" before it
+	// is a failure; 0 turns the wait off. Default DefaultImageWait.
+	ImageWait *time.Duration `yaml:"image_wait"`
 
 	// CompiledHost and CompiledValues are Host and Values compiled once,
 	// when the file is validated (nil host: the repository sets none).
@@ -192,6 +205,12 @@ func (c *Config) setDefaults(getenv func(string) string) {
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 3
 	}
+	for i := range c.Repositories {
+		if c.Repositories[i].ImageWait == nil {
+			d := DefaultImageWait
+			c.Repositories[i].ImageWait = &d
+		}
+	}
 }
 
 var (
@@ -296,6 +315,9 @@ func (c *Config) validate(getenv func(string) string) error {
 			c.Repositories[i].CompiledHost = host
 		}
 		checkValues(&c.Repositories[i], p+".values", bad)
+		if w := *r.ImageWait; w < 0 || w > 24*time.Hour {
+			bad(p+".image_wait", "must be between 0 (no wait) and 24h, got %s", w)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -126,3 +126,23 @@ func TestFieldErrorsAreTyped(t *testing.T) {
 		t.Fatalf("want *FieldError for repositories[0].name, got %v", err)
 	}
 }
+
+func TestImageWait(t *testing.T) {
+	parse := func(extra string) (*Config, error) {
+		return Parse(strings.NewReader(good+extra), chartDir(t), env(map[string]string{"GH": "x"}))
+	}
+	cfg, err := parse("")
+	if err != nil || *cfg.Repositories[0].ImageWait != DefaultImageWait {
+		t.Fatalf("default image_wait: %v %v", cfg, err)
+	}
+	cfg, err = parse("    image_wait: 0s\n")
+	if err != nil || *cfg.Repositories[0].ImageWait != 0 {
+		t.Fatalf("image_wait: 0s (off) must stay 0: %v", err)
+	}
+	if _, err := parse("    image_wait: -1m\n"); err == nil || !strings.Contains(err.Error(), "repositories[0].image_wait") {
+		t.Errorf("negative image_wait: %v", err)
+	}
+	if ImageRecheck(0) != 15*time.Second || ImageRecheck(40*time.Second) != 40*time.Second || ImageRecheck(time.Hour) != 2*time.Minute {
+		t.Error("ImageRecheck is not 15 s, doubling, at most 2 m")
+	}
+}

@@ -39,6 +39,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Backoff replaces the configuration's retry schedule (tests).
 	Backoff func(n int) time.Duration
+	// ImageRecheck replaces the schedule of looks for a missing image
+	// (tests).
+	ImageRecheck func(waited time.Duration) time.Duration
 	// MutationSpacing replaces the gap between GitHub mutations (tests).
 	MutationSpacing *time.Duration
 }
@@ -156,6 +159,9 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	if o.Backoff != nil {
 		settings.Backoff = o.Backoff
 	}
+	if o.ImageRecheck != nil {
+		settings.ImageRecheck = o.ImageRecheck
+	}
 	deps := reconcile.Deps{Log: log, Redact: scrub}
 	var ex *reconcile.Executor
 	if !o.ReadOnly {
@@ -191,12 +197,13 @@ func Settings(cfg *config.Config) reconcile.Settings {
 		MaxParallel:   cfg.MaxParallelDeploys,
 		MaxAttempts:   cfg.MaxAttempts,
 		Backoff:       config.RetryBackoff,
+		ImageRecheck:  config.ImageRecheck,
 	}
 	for _, r := range cfg.Repositories {
 		s.Repos = append(s.Repos, reconcile.Repo{Name: r.Name, Chart: r.Chart, Image: r.Image,
 			Host: r.CompiledHost, Values: r.CompiledValues,
 			Policy: reconcile.RepoPolicy{AllowForks: r.AllowForks, SkipDrafts: r.SkipDrafts,
-				RequireLabels: r.RequireLabels, IgnoreLabels: r.IgnoreLabels}})
+				RequireLabels: r.RequireLabels, IgnoreLabels: r.IgnoreLabels, ImageWait: *r.ImageWait}})
 	}
 	return s
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/previewd/previewd/github/githubfake"
 	"github.com/previewd/previewd/internal/harness/e2e"
@@ -108,6 +109,78 @@ func TestFailingImage(t *testing.T) {
 	}
 	if after.Mutations != before.Mutations {
 		t.Errorf("quiet cycle sent %d mutations to GitHub", after.Mutations-before.Mutations)
+	}
+}
+
+// TestImagePushedLater: CI pushes the preview's image minutes after the
+// commit. The pull failure of the preview's own image is a wait, not a
+// failed attempt: the PR says previewd waits for the image, and once the
+// image is there the preview turns Ready without a new push.
+func TestImagePushedLater(t *testing.T) {
+	e := e2e.New(t, testbed.FailImagePull+"/web")
+	d := e.Daemon(false)
+	sha := e2e.SHA("late-image")
+	n := e.Open("Image later", "late", sha)
+	e.MustRunOnce(d) // run --once does not wait for the image
+	p := e.Row(d, n)
+	if p.Status != model.StatusWaiting || p.WaitingFor != model.WaitingForImage || p.Attempts != 0 || p.NextAttemptAt.IsZero() {
+		t.Fatalf("row = status %s waiting for %q attempts %d next %v: %s", p.Status, p.WaitingFor, p.Attempts, p.NextAttemptAt, p.LastError)
+	}
+	c := e.OneComment(n)
+	for _, want := range []string{"Waiting for the image", "ImagePullBackOff", "without a new push"} {
+		if !strings.Contains(c.Body, want) {
+			t.Errorf("comment lacks %q:\n%s", want, c.Body)
+		}
+	}
+	if strings.Contains(c.Body, "push a new commit") {
+		t.Errorf("a wait for the image asks for a new commit:\n%s", c.Body)
+	}
+	// Looking again before the image is there keeps waiting, and keeps
+	// the comment as it is.
+	time.Sleep(400 * time.Millisecond)
+	before := e.GH.Counters()
+	e.MustRunOnce(d)
+	if p := e.Row(d, n); p.Status != model.StatusWaiting || p.Attempts != 0 {
+		t.Fatalf("second look: status %s attempts %d", p.Status, p.Attempts)
+	}
+	if after := e.GH.Counters(); after.Mutations != before.Mutations {
+		t.Errorf("an unchanged wait rewrote the comment (%d mutations)", after.Mutations-before.Mutations)
+	}
+
+	// CI pushes the image: the kubelet's next pull succeeds.
+	ctx := context.Background()
+	pods, err := e.Kube.Client.CoreV1().Pods(e.NS(n)).List(ctx, metav1.ListOptions{})
+	if err != nil || len(pods.Items) == 0 {
+		t.Fatalf("pods of the preview: %v (%d)", err, len(pods.Items))
+	}
+	for _, pod := range pods.Items {
+		patch := []byte(`{"metadata":{"annotations":{"previewd.test/image-pushed":"true"}}}`)
+		if _, err := e.Kube.Client.CoreV1().Pods(e.NS(n)).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		time.Sleep(400 * time.Millisecond)
+		e.MustRunOnce(d)
+		if p := e.Row(d, n); p.Status == model.StatusReady {
+			break
+		}
+		if time.Now().After(deadline) {
+			p := e.Row(d, n)
+			t.Fatalf("not Ready after the image was pushed: %s %q", p.Status, p.LastError)
+		}
+	}
+	p = e.Row(d, n)
+	if p.DeployedSHA != sha || p.Attempts != 0 || p.WaitingFor != "" {
+		t.Errorf("ready row: deployed %s attempts %d waiting for %q", p.DeployedSHA, p.Attempts, p.WaitingFor)
+	}
+	if c := e.OneComment(n); !strings.Contains(c.Body, "Preview ready") {
+		t.Errorf("comment after the image arrived:\n%s", c.Body)
+	}
+	atts, _ := d.Store.Attempts(ctx, p.Key())
+	if len(atts) < 2 || atts[0].Outcome != model.OutcomeWaiting || atts[len(atts)-1].Outcome != model.OutcomeReady {
+		t.Errorf("attempts: %+v", atts)
 	}
 }
 

@@ -38,7 +38,9 @@ type Status string
 // is in flight. Ready: DesiredSHA is deployed. Failed: the last attempt
 // failed; NextAttemptAt says when to retry (zero: do not). Blocked: a
 // namespace of the preview's name exists and is not previewd's; nothing is
-// tried until it is gone. Deleting: the PR is closed and its namespace is
+// tried until it is gone. Waiting: the preview waits for something outside
+// previewd (WaitingFor: the image CI has not pushed yet); NextAttemptAt says
+// when previewd looks again. Deleting: the PR is closed and its namespace is
 // going. Deleted: the namespace is gone.
 const (
 	StatusPending   Status = "pending"
@@ -46,13 +48,14 @@ const (
 	StatusReady     Status = "ready"
 	StatusFailed    Status = "failed"
 	StatusBlocked   Status = "blocked"
+	StatusWaiting   Status = "waiting"
 	StatusDeleting  Status = "deleting"
 	StatusDeleted   Status = "deleted"
 )
 
 // LiveStatuses are the statuses of a preview whose PR is (as far as
 // previewd knows) open or whose namespace still exists, in display order.
-var LiveStatuses = []Status{StatusPending, StatusDeploying, StatusReady, StatusFailed, StatusBlocked, StatusDeleting}
+var LiveStatuses = []Status{StatusPending, StatusDeploying, StatusWaiting, StatusReady, StatusFailed, StatusBlocked, StatusDeleting}
 
 // Outcome is how a deploy attempt ended.
 type Outcome string
@@ -62,7 +65,14 @@ const (
 	OutcomeReady     Outcome = "ready"
 	OutcomeFailed    Outcome = "failed"
 	OutcomeCancelled Outcome = "cancelled"
+	// OutcomeWaiting: the attempt found something outside previewd not
+	// there yet (the image): not a failure, no budget used.
+	OutcomeWaiting Outcome = "waiting"
 )
+
+// WaitingForImage is Preview.WaitingFor while the preview's own image at
+// the head SHA cannot be pulled yet (CI has not pushed it).
+const WaitingForImage = "image"
 
 // Key names a pull request.
 type Key struct {
@@ -89,8 +99,12 @@ type Preview struct {
 	Attempts      int
 	NextAttemptAt time.Time // zero: no retry planned
 	LastError     string
-	CommentID     int64 // 0: unknown
-	CommentHash   string
+	// WaitingFor and WaitingSince say what a waiting preview waits for
+	// (WaitingForImage) and since when; empty and zero otherwise.
+	WaitingFor   string
+	WaitingSince time.Time
+	CommentID    int64 // 0: unknown
+	CommentHash  string
 	// SHAFirstSeenAt is when DesiredSHA was first observed: deploy latency
 	// is ReadyAt - SHAFirstSeenAt.
 	SHAFirstSeenAt  time.Time

@@ -74,6 +74,7 @@ func RecordOpen(cur Preview, exists bool, key Key, o Open) (Preview, bool, error
 func (p *Preview) wantSHA(sha string, now time.Time) {
 	p.DesiredSHA, p.SHAFirstSeenAt = sha, now
 	p.Status, p.Attempts, p.NextAttemptAt, p.LastError = StatusPending, 0, time.Time{}, ""
+	p.WaitingFor, p.WaitingSince = "", time.Time{}
 }
 
 // StartAttempt records that a deploy of sha starts at now: the preview
@@ -99,20 +100,29 @@ type Finish struct {
 	// previewd does not own (Outcome is failed). The preview is blocked
 	// and uses none of its retry budget.
 	Blocked bool
-	// NextAttemptAt is when the planner's schedule retries a failure;
-	// zero: the budget is used up.
+	// NextAttemptAt is when the planner's schedule retries a failure or
+	// looks again for what a waiting preview waits for; zero: the budget
+	// is used up.
 	NextAttemptAt time.Time
+	// WaitingFor is what an OutcomeWaiting attempt found missing.
+	WaitingFor string
 }
 
 // FinishAttempt records how an attempt at sha ended, at now. If sha is
 // still desired and the preview is deploying, the preview follows the
 // outcome: ready → deployed at sha, ReadyAt = now, LastError cleared;
 // failed → Attempts + 1, LastError, a retry at NextAttemptAt (or blocked);
-// cancelled → pending again. Otherwise it returns ErrStale: the attempt's
+// waiting → waiting for f.WaitingFor (since the first such outcome in a
+// row), no budget used, a look again at NextAttemptAt; cancelled → pending
+// again (a wait in progress is forgotten: the next look starts it anew). Otherwise it returns ErrStale: the attempt's
 // result no longer matters to the preview.
 func FinishAttempt(cur Preview, sha string, f Finish, now time.Time) (Preview, error) {
 	switch f.Outcome {
 	case OutcomeReady, OutcomeFailed, OutcomeCancelled:
+	case OutcomeWaiting:
+		if f.WaitingFor == "" {
+			return cur, fmt.Errorf("outcome %q without what it waits for", f.Outcome)
+		}
 	default:
 		return cur, fmt.Errorf("unknown outcome %q", f.Outcome)
 	}
@@ -122,9 +132,17 @@ func FinishAttempt(cur Preview, sha string, f Finish, now time.Time) (Preview, e
 	if cur.Status != StatusDeploying {
 		return cur, fmt.Errorf("%w: preview is %s", ErrStale, cur.Status)
 	}
+	waitingSince := cur.WaitingSince
+	if cur.WaitingFor != f.WaitingFor || waitingSince.IsZero() {
+		waitingSince = now
+	}
+	cur.WaitingFor, cur.WaitingSince = "", time.Time{}
 	switch {
 	case f.Outcome == OutcomeReady:
 		cur.Status, cur.DeployedSHA, cur.ReadyAt, cur.LastError, cur.NextAttemptAt = StatusReady, sha, now, "", time.Time{}
+	case f.Outcome == OutcomeWaiting:
+		cur.Status, cur.LastError, cur.NextAttemptAt = StatusWaiting, f.Error, f.NextAttemptAt
+		cur.WaitingFor, cur.WaitingSince = f.WaitingFor, waitingSince
 	case f.Outcome == OutcomeFailed && f.Blocked:
 		cur.Status, cur.LastError, cur.NextAttemptAt = StatusBlocked, f.Error, time.Time{}
 	case f.Outcome == OutcomeFailed:

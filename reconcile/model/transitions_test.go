@@ -154,3 +154,32 @@ func TestReleaseLocked(t *testing.T) {
 		t.Error("a release that does not exist is locked")
 	}
 }
+
+func TestWaitingForTheImage(t *testing.T) {
+	p, _, _ := RecordOpen(Preview{}, false, key, open("aaa", 0))
+	p, _ = StartAttempt(p, "aaa", at(1))
+	w, err := FinishAttempt(p, "aaa", Finish{Outcome: OutcomeWaiting, WaitingFor: WaitingForImage, Error: "not found", NextAttemptAt: at(20)}, at(5))
+	if err != nil || w.Status != StatusWaiting || w.Attempts != 0 || w.WaitingFor != WaitingForImage || !w.WaitingSince.Equal(at(5)) || !w.NextAttemptAt.Equal(at(20)) {
+		t.Fatalf("first wait: %+v %v", w, err)
+	}
+	// A second look that still finds nothing keeps the start of the wait.
+	again, _ := StartAttempt(w, "aaa", at(20))
+	w2, _ := FinishAttempt(again, "aaa", Finish{Outcome: OutcomeWaiting, WaitingFor: WaitingForImage, Error: "not found", NextAttemptAt: at(50)}, at(21))
+	if !w2.WaitingSince.Equal(at(5)) || w2.Attempts != 0 {
+		t.Errorf("second wait: %+v", w2)
+	}
+	// The image arrives: ready, the wait is over.
+	again, _ = StartAttempt(w2, "aaa", at(50))
+	r, _ := FinishAttempt(again, "aaa", Finish{Outcome: OutcomeReady}, at(51))
+	if r.Status != StatusReady || r.WaitingFor != "" || !r.WaitingSince.IsZero() {
+		t.Errorf("ready after waiting: %+v", r)
+	}
+	// A push forgets the wait.
+	pushed, _, _ := RecordOpen(w2, true, key, open("bbb", 60))
+	if pushed.WaitingFor != "" || !pushed.WaitingSince.IsZero() || pushed.Status != StatusPending {
+		t.Errorf("after a push: %+v", pushed)
+	}
+	if _, err := FinishAttempt(again, "aaa", Finish{Outcome: OutcomeWaiting}, at(51)); err == nil {
+		t.Error("a waiting outcome without what it waits for was accepted")
+	}
+}

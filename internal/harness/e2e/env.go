@@ -150,7 +150,8 @@ func (e *Env) Daemon(readOnly bool) *wire.Daemon {
 	e.T.Helper()
 	zero := time.Duration(0)
 	d, err := wire.Build(context.Background(), e.Config(), wire.Options{ReadOnly: readOnly, Log: e.Log,
-		Backoff: func(int) time.Duration { return 200 * time.Millisecond }, MutationSpacing: &zero})
+		Backoff:      func(int) time.Duration { return 200 * time.Millisecond },
+		ImageRecheck: func(time.Duration) time.Duration { return 300 * time.Millisecond }, MutationSpacing: &zero})
 	if err != nil {
 		e.T.Fatal(err)
 	}

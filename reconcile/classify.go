@@ -180,19 +180,19 @@ func Classify(f Facts, o Options) Verdict {
 	}
 }
 
-// decide maps a classified pull request to its actions; a state that
-// calls for none returns a Skip (nil when there is nothing to say).
-func decide(f Facts, v Verdict, o Options) ([]Action, *Skip) {
-	skip := &Skip{Repo: f.Repo, Number: f.Number, State: v.State, Reason: v.Reason}
+// decide maps a classified pull request to its actions, appended to out;
+// a state that calls for none returns a Skip (nil when there is nothing to
+// say).
+func decide(f Facts, v Verdict, o Options, out []Action) ([]Action, *Skip) {
 	act := func(k Kind) Action {
 		return Action{Kind: k, State: v.State, Repo: f.Repo, Number: f.Number, Namespace: f.Namespace, Reason: v.Reason, PR: f.PR}
 	}
 	switch v.State {
 	case StateFiltered, StateBlocked, StateTerminating, StateRetryLater, StateExhausted, StateImageWaiting,
 		StateStuckTerminating, StateUnconfirmed:
-		return nil, skip
+		return out, &Skip{Repo: f.Repo, Number: f.Number, State: v.State, Reason: v.Reason}
 	case StateClusterUnknown, StateInSync, StateForgotten:
-		return nil, nil // the cluster's skip is reported once, not per PR
+		return out, nil // the cluster's skip is reported once, not per PR
 	case StateUnwanted, StateClosed, StateGone:
 		a := act(KindDelete)
 		if f.Owned == nil {
@@ -206,27 +206,27 @@ func decide(f Facts, v Verdict, o Options) ([]Action, *Skip) {
 		a.PR = nil
 		a.FromSHA = f.Release.SHA
 		a.Merged = f.Closed != nil && f.Closed.Merged
-		return []Action{a}, nil
+		return append(out, a), nil
 	case StateForeign:
 		a := act(KindBlocked)
 		a.SHA = f.PR.SHA
-		return []Action{a}, nil
+		return append(out, a), nil
 	case StateLocked:
 		unlock := act(KindUnlock)
 		unlock.SHA, unlock.PR = f.Release.SHA, nil
 		d := deployAction(f, v, o, KindDeploy)
 		d.Reason = "recover locked release"
-		return []Action{unlock, d}, nil
+		return append(out, unlock, d), nil
 	case StateRetryDue, StateImageRecheck:
 		kind := KindDeploy
 		if f.Release.DeployedAt(f.PR.SHA) && f.Owned != nil {
 			kind = KindVerify // the release is applied; only readiness failed
 		}
-		return []Action{deployAction(f, v, o, kind)}, nil
+		return append(out, deployAction(f, v, o, kind)), nil
 	case StateUnverified:
-		return []Action{deployAction(f, v, o, KindVerify)}, nil
+		return append(out, deployAction(f, v, o, KindVerify)), nil
 	case StateUnblocked, StateNew, StateNewSHA:
-		return []Action{deployAction(f, v, o, KindDeploy)}, nil
+		return append(out, deployAction(f, v, o, KindDeploy)), nil
 	}
 	panic("reconcile: state without a decision: " + string(v.State))
 }

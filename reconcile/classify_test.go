@@ -110,7 +110,7 @@ func TestClassifyEveryState(t *testing.T) {
 				t.Fatalf("state = %s (%s), want %s", v.State, v.Reason, tc.state)
 			}
 			covered[v.State] = true
-			actions, skip := decide(tc.facts, v, o)
+			actions, skip := decide(tc.facts, v, o, nil)
 			var got []string
 			for _, a := range actions {
 				if a.State != tc.state {

@@ -169,13 +169,16 @@ func Plan(obs Observation, opts Options) Result {
 		res.Skipped = append(res.Skipped, Skip{State: StateClusterUnknown,
 			Reason: fmt.Sprintf("cluster not observed (%v): no cluster action planned", obs.Cluster.Err)})
 	}
-	for _, f := range facts(obs, opts) {
-		v := Classify(f, opts)
-		actions, skip := decide(f, v, opts)
-		for i := range actions {
-			actions[i].PlannedAt = opts.Now
+	all := facts(obs, opts)
+	for i := range all {
+		f := &all[i]
+		v := Classify(*f, opts)
+		n := len(res.Actions)
+		var skip *Skip
+		res.Actions, skip = decide(*f, v, opts, res.Actions)
+		for j := n; j < len(res.Actions); j++ {
+			res.Actions[j].PlannedAt = opts.Now
 		}
-		res.Actions = append(res.Actions, actions...)
 		if skip != nil {
 			res.Skipped = append(res.Skipped, *skip)
 		}
@@ -201,33 +204,45 @@ func facts(obs Observation, opts Options) []Facts {
 	for i := range obs.Previews {
 		rows[obs.Previews[i].Key()] = &obs.Previews[i]
 	}
-	ownedByKey := map[model.Key]model.Namespace{}
+	// One allocation for every owned namespace the facts point to.
+	owned := make([]model.Namespace, 0, len(obs.Cluster.Owned))
 	for _, ns := range obs.Cluster.Owned {
-		ownedByKey[model.Key{Repo: ns.Repo, Number: ns.Number}] = ns
+		owned = append(owned, ns)
+	}
+	ownedByKey := make(map[model.Key]*model.Namespace, len(owned))
+	byName := make(map[string]*model.Namespace, len(owned))
+	for i := range owned {
+		ownedByKey[model.Key{Repo: owned[i].Repo, Number: owned[i].Number}] = &owned[i]
+		byName[owned[i].Name] = &owned[i]
+	}
+	total := 0
+	for _, ro := range obs.Repos {
+		total += len(ro.Open) + len(ro.Closed) + len(ro.Unconfirmed)
 	}
 	base := func(repo string, number int, complete bool) Facts {
 		k := model.Key{Repo: repo, Number: number}
 		f := Facts{Repo: repo, Number: number, RepoComplete: complete, ClusterComplete: obs.Cluster.Complete,
 			Row: rows[k], Namespace: opts.NamespaceFor(repo, number)}
 		if o, ok := ownedByKey[k]; ok {
-			f.Owned = &o
+			f.Owned = o
 			f.Release = obs.Cluster.Releases[o.Name]
 		}
 		return f
 	}
-	var out []Facts
+	out := make([]Facts, 0, total)
 	for _, ro := range obs.Repos {
-		for _, pr := range ro.Open {
+		for i := range ro.Open {
+			pr := &ro.Open[i] // the actions point into the observation
 			f := base(ro.Repo, pr.Number, ro.Complete)
-			f.PR = &pr
-			f.Filtered = filtered(pr, opts.Policies[ro.Repo])
+			f.PR = pr
+			f.Filtered = filtered(*pr, opts.Policies[ro.Repo])
 			f.Foreign = obs.Cluster.Foreign[f.Namespace]
-			if o, ok := obs.Cluster.Owned[f.Namespace]; ok {
+			if o, ok := byName[f.Namespace]; ok {
 				if !strings.EqualFold(o.Repo, ro.Repo) || o.Number != pr.Number {
 					// Ours, but another repository's or PR's (same name).
 					f.Foreign = true
 				} else if f.Owned == nil {
-					f.Owned, f.Release = &o, obs.Cluster.Releases[o.Name]
+					f.Owned, f.Release = o, obs.Cluster.Releases[o.Name]
 				}
 			}
 			if f.Foreign {
@@ -238,12 +253,13 @@ func facts(obs Observation, opts Options) []Facts {
 		if !ro.Complete {
 			continue
 		}
-		for _, c := range ro.Closed {
+		for i := range ro.Closed {
+			c := &ro.Closed[i]
 			f := base(ro.Repo, c.Number, true)
 			if f.Row != nil && f.Row.Namespace != "" {
 				f.Namespace = f.Row.Namespace
 			}
-			f.Closed = &c
+			f.Closed = c
 			out = append(out, f)
 		}
 		for _, n := range ro.Unconfirmed {

@@ -31,6 +31,18 @@ const (
 	StateForeign State = "foreign"
 	// StateBlocked: StateForeign, already reported for this SHA.
 	StateBlocked State = "blocked"
+	// StateChecksUnknown: the repository waits for checks and they could
+	// not be read: nothing is deployed this cycle.
+	StateChecksUnknown State = "checks-unknown"
+	// StateChecksPending: required checks on the head SHA have not all
+	// finished: record the wait and say which on the PR.
+	StateChecksPending State = "checks-pending"
+	// StateChecksFailed: a required check failed: nothing is deployed
+	// until it is re-run and succeeds, or a new commit is pushed.
+	StateChecksFailed State = "checks-failed"
+	// StateChecksTimeout: the checks did not finish within checks_timeout
+	// of the head SHA: not deployed until a new SHA.
+	StateChecksTimeout State = "checks-timeout"
 	// StateTerminating: the PR's namespace is still being deleted.
 	StateTerminating State = "terminating"
 	// StateLocked: the release was left pending-* longer than the deploy
@@ -106,6 +118,9 @@ type Facts struct {
 	Foreign bool
 	// Release is the Helm release in the PR's own namespace.
 	Release model.Release
+	// Checks is the read of the CI checks on the head SHA, when the
+	// repository waits for checks and the SHA has not passed them.
+	Checks *ChecksRead
 }
 
 // Verdict is a classified pull request.
@@ -154,18 +169,27 @@ func Classify(f Facts, o Options) Verdict {
 		return Verdict{StateForeign, "namespace exists and is not owned by previewd"}
 	case f.Owned != nil && f.Owned.Terminating:
 		return Verdict{StateTerminating, "namespace still terminating; deploy after it is gone"}
+	case len(o.Policies[f.Repo].WaitForChecks) > 0 && !passedChecks(row, pr.SHA):
+		if v, gated := classifyChecks(f, o); gated {
+			return v
+		}
+	}
+	switch {
 	case rel.Locked() && o.Now.Sub(rel.Updated) > o.DeployTimeout:
 		return Verdict{StateLocked, fmt.Sprintf("release %s since %s", rel.Status, rel.Updated.UTC().Format(time.RFC3339))}
 	case atSHA && row.Status == model.StatusReady && row.DeployedSHA == pr.SHA && rel.DeployedAt(pr.SHA):
 		return Verdict{StateInSync, "release deployed at the head SHA and Ready"}
 	case live && row.Status == model.StatusBlocked:
 		return Verdict{StateUnblocked, "namespace no longer blocked"}
-	case atSHA && row.Status == model.StatusWaiting && o.Now.Before(row.NextAttemptAt):
+	case atSHA && row.Status == model.StatusWaiting && row.WaitingFor == model.WaitingForImage && o.Now.Before(row.NextAttemptAt):
 		return Verdict{StateImageWaiting, fmt.Sprintf("waiting for the image since %s; next look at %s",
 			row.WaitingSince.UTC().Format(time.RFC3339), row.NextAttemptAt.UTC().Format(time.RFC3339))}
-	case atSHA && row.Status == model.StatusWaiting:
+	case atSHA && row.Status == model.StatusWaiting && row.WaitingFor == model.WaitingForImage:
 		return Verdict{StateImageRecheck, "look again for the image (waiting since " + row.WaitingSince.UTC().Format(time.RFC3339) + ")"}
 	case atSHA && row.Status == model.StatusFailed && (row.Attempts >= o.MaxAttempts || row.NextAttemptAt.IsZero()):
+		if row.Attempts == 0 {
+			return Verdict{StateExhausted, "not deployed (" + firstLine(row.LastError) + "); waiting for a new SHA"}
+		}
 		return Verdict{StateExhausted, fmt.Sprintf("failed after %d attempts; waiting for a new SHA", row.Attempts)}
 	case atSHA && row.Status == model.StatusFailed && o.Now.Before(row.NextAttemptAt):
 		return Verdict{StateRetryLater, "retry at " + row.NextAttemptAt.UTC().Format(time.RFC3339)}
@@ -188,7 +212,19 @@ func decide(f Facts, v Verdict, o Options, out []Action) ([]Action, *Skip) {
 		return Action{Kind: k, State: v.State, Repo: f.Repo, Number: f.Number, Namespace: f.Namespace, Reason: v.Reason, PR: f.PR}
 	}
 	switch v.State {
-	case StateFiltered, StateBlocked, StateTerminating, StateRetryLater, StateExhausted, StateImageWaiting,
+	case StateChecksPending, StateChecksFailed, StateChecksTimeout:
+		waitingFor, final := model.WaitingForChecks, v.State == StateChecksTimeout
+		if v.State == StateChecksFailed {
+			waitingFor = model.WaitingForRerun
+		}
+		if r := f.Row; r != nil && r.DesiredSHA == f.PR.SHA && r.LastError == v.Reason &&
+			((!final && r.Status == model.StatusWaiting && r.WaitingFor == waitingFor) || (final && r.Status == model.StatusFailed)) {
+			return out, &Skip{Repo: f.Repo, Number: f.Number, State: v.State, Reason: v.Reason} // recorded and reported
+		}
+		a := act(KindWait)
+		a.SHA, a.WaitingFor, a.Final = f.PR.SHA, waitingFor, final
+		return append(out, a), nil
+	case StateFiltered, StateBlocked, StateTerminating, StateRetryLater, StateExhausted, StateImageWaiting, StateChecksUnknown,
 		StateStuckTerminating, StateUnconfirmed:
 		return out, &Skip{Repo: f.Repo, Number: f.Number, State: v.State, Reason: v.Reason}
 	case StateClusterUnknown, StateInSync, StateForgotten:
@@ -229,6 +265,95 @@ func decide(f Facts, v Verdict, o Options, out []Action) ([]Action, *Skip) {
 		return append(out, deployAction(f, v, o, KindDeploy)), nil
 	}
 	panic("reconcile: state without a decision: " + string(v.State))
+}
+
+// passedChecks reports a head SHA that got past the checks: its deploy
+// started (or the checks timed out) and the record says how it went.
+func passedChecks(row *model.Preview, sha string) bool {
+	if row == nil || row.DesiredSHA != sha {
+		return false
+	}
+	switch row.Status {
+	case model.StatusDeploying, model.StatusReady, model.StatusFailed, model.StatusBlocked:
+		return true
+	case model.StatusWaiting:
+		return row.WaitingFor == model.WaitingForImage
+	}
+	return false
+}
+
+// classifyChecks applies wait_for_checks to an open PR whose head SHA has
+// not passed them; gated is false when every required check succeeded.
+func classifyChecks(f Facts, o Options) (v Verdict, gated bool) {
+	p := o.Policies[f.Repo]
+	if f.Checks == nil || f.Checks.SHA != f.PR.SHA {
+		return Verdict{StateChecksUnknown, "checks on the head SHA not read yet; not deployed"}, true
+	}
+	if f.Checks.Err != nil {
+		return Verdict{StateChecksUnknown, "checks could not be read (" + firstLine(f.Checks.Err.Error()) + "); not deployed"}, true
+	}
+	failed, waiting := evaluateChecks(p.WaitForChecks, f.Checks.Checks)
+	since := o.Now
+	if r := f.Row; r != nil && r.DesiredSHA == f.PR.SHA && !r.SHAFirstSeenAt.IsZero() {
+		since = r.SHAFirstSeenAt
+	}
+	switch {
+	case len(failed) == 1:
+		return Verdict{StateChecksFailed, "not deployed: check " + failed[0] + " failed"}, true
+	case len(failed) > 1:
+		return Verdict{StateChecksFailed, "not deployed: checks " + strings.Join(failed, ", ") + " failed"}, true
+	case len(waiting) > 0 && p.ChecksTimeout > 0 && o.Now.Sub(since) > p.ChecksTimeout:
+		return Verdict{StateChecksTimeout, fmt.Sprintf("not deployed: checks did not finish within checks_timeout (%s): %s",
+			p.ChecksTimeout, strings.Join(waiting, ", "))}, true
+	case len(waiting) > 0:
+		return Verdict{StateChecksPending, "Waiting for checks: " + strings.Join(waiting, ", ")}, true
+	}
+	return Verdict{}, false
+}
+
+// evaluateChecks names the required checks that failed, and those not
+// finished ("build (in progress)", "lint (not reported yet)"). A name
+// reported both as a check run and a status needs both to succeed.
+func evaluateChecks(required []string, checks []Check) (failed, waiting []string) {
+	names := required
+	if slices.Contains(required, "*") {
+		names = nil
+		for _, c := range checks {
+			if !slices.Contains(names, c.Name) {
+				names = append(names, c.Name)
+			}
+		}
+		if len(names) == 0 {
+			return nil, []string{"none reported yet"}
+		}
+	}
+	for _, name := range names {
+		state := ""
+		for _, c := range checks {
+			if c.Name != name {
+				continue
+			}
+			switch {
+			case c.State == "failure":
+				state = "failure"
+			case state == "failure":
+			case !c.Finished():
+				state = c.State
+			case state == "":
+				state = c.State
+			}
+		}
+		switch state {
+		case "failure":
+			failed = append(failed, name)
+		case "success":
+		case "":
+			waiting = append(waiting, name+" (not reported yet)")
+		default:
+			waiting = append(waiting, name+" ("+strings.ReplaceAll(state, "_", " ")+")")
+		}
+	}
+	return failed, waiting
 }
 
 // deployAction is a deploy or verify of the PR's head SHA, carrying the

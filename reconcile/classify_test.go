@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ import (
 // allStates lists every state; TestClassifyEveryState fails when a state
 // has no case (a new state needs a classification test and a decision).
 var allStates = []State{StateFiltered, StateUnwanted, StateClusterUnknown, StateForeign, StateBlocked,
-	StateTerminating, StateLocked, StateInSync, StateUnblocked, StateImageWaiting, StateImageRecheck, StateRetryDue, StateRetryLater, StateExhausted,
+	StateTerminating, StateChecksUnknown, StateChecksPending, StateChecksFailed, StateChecksTimeout, StateLocked, StateInSync, StateUnblocked, StateImageWaiting, StateImageRecheck, StateRetryDue, StateRetryLater, StateExhausted,
 	StateUnverified, StateNew, StateNewSHA, StateClosed, StateGone, StateStuckTerminating, StateForgotten,
 	StateUnconfirmed}
 
@@ -36,6 +37,10 @@ func TestClassifyEveryState(t *testing.T) {
 		mod(&f)
 		return f
 	}
+	ci := func(checks []Check, err error) Facts {
+		return Facts{Repo: "acme/ci", Number: 1, PR: &PR{Repo: "acme/ci", Number: 1, SHA: shaB}, RepoComplete: true, ClusterComplete: true,
+			Namespace: "pr-ci-1", Checks: &ChecksRead{SHA: shaB, Checks: checks, Err: err}}
+	}
 	closed := func(mod func(*Facts)) Facts {
 		f := Facts{Repo: "acme/web", Number: 1, Closed: &Closed{Number: 1, Merged: true}, RepoComplete: true, ClusterComplete: true, Namespace: "pr-web-1"}
 		mod(&f)
@@ -53,6 +58,17 @@ func TestClassifyEveryState(t *testing.T) {
 		{StateForeign, open(func(f *Facts) { f.Foreign = true }), "acme/web#1 blocked pr-web-1 bbbbbbb (namespace exists and is not owned by previewd)"},
 		{StateBlocked, open(func(f *Facts) { f.Foreign = true; f.Row = row(model.StatusBlocked, shaB, nil) }), "skip: reported on the PR"},
 		{StateTerminating, open(func(f *Facts) { f.Owned = terminating }), "skip: terminating"},
+		{StateChecksUnknown, ci(nil, errors.New("502 Bad Gateway")), "skip: checks could not be read (502 Bad Gateway)"},
+		{StateChecksPending, ci([]Check{{Name: "build", State: "in_progress"}, {Name: "lint", State: "success"}}, nil),
+			"acme/ci#1 wait    pr-ci-1 bbbbbbb (Waiting for checks: build (in progress))"},
+		{StateChecksFailed, ci([]Check{{Name: "build", State: "failure"}, {Name: "lint", State: "queued"}}, nil),
+			"acme/ci#1 wait    pr-ci-1 bbbbbbb (not deployed: check build failed)"},
+		{StateChecksTimeout, func() Facts {
+			f := ci([]Check{{Name: "lint", State: "success"}}, nil)
+			f.Row = &model.Preview{Repo: "acme/ci", Number: 1, DesiredSHA: shaB, Status: model.StatusWaiting, WaitingFor: model.WaitingForChecks,
+				SHAFirstSeenAt: now.Add(-31 * time.Minute)}
+			return f
+		}(), "acme/ci#1 wait    pr-ci-1 bbbbbbb (not deployed: checks did not finish within checks_timeout (30m0s): build (not reported yet))"},
 		{StateLocked, open(func(f *Facts) {
 			f.Owned = ns
 			f.Release = model.Release{Exists: true, Status: "pending-upgrade", SHA: shaA, Updated: now.Add(-10 * time.Minute)}
@@ -167,5 +183,44 @@ func TestPlanCarriesTheRetrySchedule(t *testing.T) {
 	}
 	if last.Attempt != 3 || last.RetryAfter != 0 || last.State != StateRetryDue {
 		t.Errorf("third attempt: attempt %d retry after %s state %s", last.Attempt, last.RetryAfter, last.State)
+	}
+}
+
+// TestChecksGate: once the required checks succeed the PR deploys in the
+// same plan; a recorded wait is not planned again; "*" needs every check
+// reported; a SHA past the checks is not gated again.
+func TestChecksGate(t *testing.T) {
+	o := opts()
+	pr := &PR{Repo: "acme/ci", Number: 1, SHA: shaB}
+	base := Facts{Repo: "acme/ci", Number: 1, PR: pr, RepoComplete: true, ClusterComplete: true, Namespace: "pr-ci-1"}
+	f := base
+	f.Checks = &ChecksRead{SHA: shaB, Checks: []Check{{Name: "build", State: "success"}, {Name: "lint", State: "success"}, {Name: "other", State: "failure"}}}
+	if v := Classify(f, o); v.State != StateNew {
+		t.Errorf("required checks green: %s (%s), want new", v.State, v.Reason)
+	}
+	f.Row = &model.Preview{Repo: "acme/ci", Number: 1, DesiredSHA: shaB, Status: model.StatusWaiting, WaitingFor: model.WaitingForChecks,
+		LastError: "Waiting for checks: build (in progress)"}
+	f.Checks = &ChecksRead{SHA: shaB, Checks: []Check{{Name: "build", State: "in_progress"}, {Name: "lint", State: "success"}}}
+	if acts, skip := decide(f, Classify(f, o), o, nil); len(acts) != 0 || skip == nil || skip.State != StateChecksPending {
+		t.Errorf("an unchanged, recorded wait is planned again: %v %+v", acts, skip)
+	}
+	f.Row.Status = model.StatusReady
+	f.Checks = nil
+	if v := Classify(f, o); v.State == StateChecksUnknown {
+		t.Errorf("a SHA past its checks is gated again: %s", v.Reason)
+	}
+	o.Policies["acme/ci"] = RepoPolicy{WaitForChecks: []string{"*"}, ChecksTimeout: time.Hour}
+	f = base
+	f.Checks = &ChecksRead{SHA: shaB}
+	if v := Classify(f, o); v.State != StateChecksPending || !strings.Contains(v.Reason, "none reported yet") {
+		t.Errorf("\"*\" with no checks: %s (%s)", v.State, v.Reason)
+	}
+	f.Checks = &ChecksRead{SHA: shaB, Checks: []Check{{Name: "a", State: "success"}, {Name: "b", State: "failure"}}}
+	if v := Classify(f, o); v.State != StateChecksFailed || !strings.Contains(v.Reason, "check b failed") {
+		t.Errorf("\"*\" with one failure: %s (%s)", v.State, v.Reason)
+	}
+	f.Checks = &ChecksRead{SHA: shaA, Checks: []Check{{Name: "a", State: "success"}}}
+	if v := Classify(f, o); v.State != StateChecksUnknown {
+		t.Errorf("checks of another SHA count: %s", v.State)
 	}
 }

@@ -36,7 +36,7 @@ func RenderComment(p model.Preview, info CommentInfo, scrub func(string) string)
 	var b strings.Builder
 	b.WriteString(Marker(p.Repo, p.Number) + "\n")
 	sha := p.DesiredSHA
-	if p.Status == model.StatusDeploying && p.WaitingFor != "" {
+	if p.Status == model.StatusDeploying && p.WaitingFor == model.WaitingForImage {
 		// A look again for what the preview waits for: the PR keeps
 		// saying it waits (no comment write per look).
 		p.Status = model.StatusWaiting
@@ -51,9 +51,18 @@ func RenderComment(p model.Preview, info CommentInfo, scrub func(string) string)
 	case model.StatusBlocked:
 		b.WriteString("### ⛔ Preview blocked\n\n")
 	case model.StatusWaiting:
-		b.WriteString("### ⏳ Waiting for the image\n\n")
-		b.WriteString("The image of this commit cannot be pulled yet; CI may still be building and pushing it. " +
-			"previewd looks again on a growing schedule and deploys it as soon as it is there, without a new push.\n\n")
+		switch p.WaitingFor {
+		case model.WaitingForChecks:
+			b.WriteString("### ⏳ Waiting for checks\n\n")
+			b.WriteString("Nothing is deployed until the repository's required checks succeed on this commit.\n\n")
+		case model.WaitingForRerun:
+			b.WriteString("### ❌ Not deployed: a required check failed\n\n")
+			b.WriteString("Re-run the check (a success deploys this commit) or push a new commit.\n\n")
+		default:
+			b.WriteString("### ⏳ Waiting for the image\n\n")
+			b.WriteString("The image of this commit cannot be pulled yet; CI may still be building and pushing it. " +
+				"previewd looks again on a growing schedule and deploys it as soon as it is there, without a new push.\n\n")
+		}
 	case model.StatusDeleting:
 		b.WriteString("### 🧹 Preview being removed\n\n")
 	case model.StatusDeleted:
@@ -82,8 +91,11 @@ func RenderComment(p model.Preview, info CommentInfo, scrub func(string) string)
 			msg = msg[:maxLogChars]
 		}
 		label := "Error"
-		if p.Status == model.StatusWaiting {
+		switch {
+		case p.Status == model.StatusWaiting && p.WaitingFor == model.WaitingForImage:
 			label = "Registry says"
+		case p.Status == model.StatusWaiting:
+			label = "Checks"
 		}
 		b.WriteString("\n**" + label + ":** " + EscapeMarkdown(firstLine(msg)) + "\n")
 		if r := rest(msg); r != "" {

@@ -252,6 +252,8 @@ func (e *Executor) runGroup(ctx context.Context, g []Action) error {
 			err = e.deploy(ctx, log, a)
 		case KindBlocked:
 			err = e.blocked(ctx, log, a)
+		case KindWait:
+			err = e.wait(ctx, log, a)
 		case KindDelete:
 			err = e.delete(ctx, log, a)
 		case KindForget:
@@ -491,6 +493,24 @@ func (e *Executor) attempt(ctx context.Context, log *slog.Logger, a Action) erro
 		}
 	}
 	return e.cl.WaitReady(ctx, a.Namespace, e.s.DeployTimeout)
+}
+
+// wait records that the PR's head SHA is not deployed yet and why (the
+// plan's reason: which checks), and says so on the PR.
+func (e *Executor) wait(ctx context.Context, log *slog.Logger, a Action) error {
+	branch, title := "", ""
+	if a.PR != nil {
+		branch, title = a.PR.Branch, a.PR.Title
+	}
+	now := e.d.Now()
+	if _, err := e.st.RecordOpen(ctx, a.Key(), model.Open{Namespace: a.Namespace, Branch: branch, Title: title, SHA: a.SHA, Now: now}); err != nil {
+		return err
+	}
+	log.Info("not deployed yet", "waiting_for", a.WaitingFor, "reason", a.Reason, "final", a.Final)
+	if err := e.st.Hold(ctx, a.Key(), a.SHA, a.WaitingFor, a.Reason, a.Final, now); err != nil && !errors.Is(err, model.ErrStale) {
+		return err
+	}
+	return e.comment(ctx, a.Key())
 }
 
 func (e *Executor) blocked(ctx context.Context, log *slog.Logger, a Action) error {

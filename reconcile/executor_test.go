@@ -74,6 +74,7 @@ func (g *fakeGitHub) ListOpenPRs(context.Context, string) ([]PR, error) { return
 func (g *fakeGitHub) GetPR(context.Context, string, int) (PR, PRState, error) {
 	return PR{}, PRClosed, nil
 }
+func (g *fakeGitHub) CommitChecks(context.Context, string, string) ([]Check, error) { return nil, nil }
 func (g *fakeGitHub) UpsertComment(_ context.Context, repo string, n int, _ int64, _, body string) (int64, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

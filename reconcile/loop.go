@@ -115,12 +115,17 @@ func (l *Loop) Observe(ctx context.Context) (Observation, error) {
 	var wanted []string
 	var errs []error
 	repos := make([]RepoObservation, len(l.s.Repos))
+
 	var wg sync.WaitGroup
-	for i, repo := range l.s.names() {
+	rowsByKey := make(map[model.Key]*model.Preview, len(rows))
+	for i := range rows {
+		rowsByKey[rows[i].Key()] = &rows[i]
+	}
+	for i, repo := range l.s.Repos {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			repos[i] = l.observeRepo(ctx, repo)
+			repos[i] = l.observeRepo(ctx, repo, rowsByKey)
 		}()
 	}
 	wg.Wait()
@@ -179,15 +184,33 @@ func (l *Loop) Observe(ctx context.Context) (Observation, error) {
 	return obs, errors.Join(errs...)
 }
 
-func (l *Loop) observeRepo(ctx context.Context, repo string) RepoObservation {
-	prs, err := l.gh.ListOpenPRs(ctx, repo)
+func (l *Loop) observeRepo(ctx context.Context, r Repo, rows map[model.Key]*model.Preview) RepoObservation {
+	prs, err := l.gh.ListOpenPRs(ctx, r.Name)
 	if err != nil {
-		return RepoObservation{Repo: repo, Complete: false, Err: err}
+		return RepoObservation{Repo: r.Name, Complete: false, Err: err}
 	}
+	ro := RepoObservation{Repo: r.Name, Complete: true, Open: prs}
 	for i := range prs {
-		prs[i].Repo = repo
+		prs[i].Repo = r.Name
+		pr := prs[i]
+		// Checks are read only for head SHAs that wait for them: a SHA
+		// that got past them is not asked about again (and an unchanged
+		// answer is a free 304).
+		if len(r.Policy.WaitForChecks) == 0 || filtered(pr, r.Policy) != "" ||
+			passedChecks(rows[model.Key{Repo: r.Name, Number: pr.Number}], pr.SHA) {
+			continue
+		}
+		checks, err := l.gh.CommitChecks(ctx, r.Name, pr.SHA)
+		if err != nil {
+			l.log.Warn("reading the checks of a PR's head SHA failed; not deploying it this cycle",
+				"repo", r.Name, "pr", pr.Number, "err", l.d.Redact(err.Error()))
+		}
+		if ro.Checks == nil {
+			ro.Checks = map[int]ChecksRead{}
+		}
+		ro.Checks[pr.Number] = ChecksRead{SHA: pr.SHA, Checks: checks, Err: err}
 	}
-	return RepoObservation{Repo: repo, Complete: true, Open: prs}
+	return ro
 }
 
 // PlanOptions are the plan's options at now.

@@ -45,6 +45,17 @@ type RepoObservation struct {
 	// confirmed by a GET; Unconfirmed holds those whose GET failed.
 	Closed      []Closed
 	Unconfirmed []int
+	// Checks are the CI checks read on the head SHAs of open PRs that
+	// wait for them (wait_for_checks), by PR number.
+	Checks map[int]ChecksRead
+}
+
+// ChecksRead is one read of the checks on a PR's head SHA.
+type ChecksRead struct {
+	SHA    string
+	Checks []Check
+	// Err is why they could not be read; nothing is deployed then.
+	Err error
 }
 
 // Observation is everything one cycle saw.
@@ -84,12 +95,13 @@ const (
 	KindDeploy  Kind = "deploy"  // ensure namespace, install/upgrade at SHA, wait ready
 	KindVerify  Kind = "verify"  // release already at SHA: only wait for readiness
 	KindBlocked Kind = "blocked" // cannot deploy (foreign namespace): say why on the PR
+	KindWait    Kind = "wait"    // not deployed yet (checks): record the wait, say why on the PR
 	KindDelete  Kind = "delete"  // uninstall and delete the namespace, wait until gone
 	KindForget  Kind = "forget"  // namespace already gone: mark the row deleted
 	KindComment Kind = "comment" // bring the PR comment up to date
 )
 
-var kindOrder = map[Kind]int{KindUnlock: 0, KindDeploy: 1, KindVerify: 2, KindBlocked: 3, KindDelete: 4, KindForget: 5, KindComment: 6}
+var kindOrder = map[Kind]int{KindUnlock: 0, KindDeploy: 1, KindVerify: 2, KindBlocked: 3, KindWait: 4, KindDelete: 5, KindForget: 6, KindComment: 7}
 
 // Action is one step of the plan.
 type Action struct {
@@ -116,6 +128,10 @@ type Action struct {
 	// ImageRecheckAfter is when to look again after such a failure.
 	ImageWaitUntil    time.Time     `json:"-"`
 	ImageRecheckAfter time.Duration `json:"-"`
+	// WaitingFor is what a wait action records (model.WaitingFor*);
+	// Final: the wait ended without success (not deployed until a new SHA).
+	WaitingFor string `json:"waiting_for,omitempty"`
+	Final      bool   `json:"final,omitempty"`
 	// PlannedAt is the plan's Now: the executor skips work that a newer
 	// outcome (after the observation) already made moot.
 	PlannedAt time.Time `json:"-"`
@@ -235,6 +251,9 @@ func facts(obs Observation, opts Options) []Facts {
 			pr := &ro.Open[i] // the actions point into the observation
 			f := base(ro.Repo, pr.Number, ro.Complete)
 			f.PR = pr
+			if c, ok := ro.Checks[pr.Number]; ok {
+				f.Checks = &c
+			}
 			f.Filtered = filtered(*pr, opts.Policies[ro.Repo])
 			f.Foreign = obs.Cluster.Foreign[f.Namespace]
 			if o, ok := byName[f.Namespace]; ok {

@@ -23,7 +23,8 @@ func nsFor(repo string, n int) string {
 
 func opts() Options {
 	return Options{Now: now, MaxAttempts: 3, DeployTimeout: 3 * time.Minute, NamespaceFor: nsFor,
-		Backoff: func(n int) time.Duration { return time.Duration(n) * time.Minute }, Policies: map[string]RepoPolicy{"acme/web": {ImageWait: 15 * time.Minute}},
+		Backoff: func(n int) time.Duration { return time.Duration(n) * time.Minute }, Policies: map[string]RepoPolicy{"acme/web": {ImageWait: 15 * time.Minute},
+			"acme/ci": {WaitForChecks: []string{"build", "lint"}, ChecksTimeout: 30 * time.Minute}},
 		ImageRecheck: func(waited time.Duration) time.Duration { return max(waited, 15*time.Second) }}
 }
 

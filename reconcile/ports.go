@@ -23,7 +23,22 @@ type GitHub interface {
 	ListOpenPRs(ctx context.Context, repo string) ([]PR, error)
 	GetPR(ctx context.Context, repo string, number int) (PR, PRState, error)
 	UpsertComment(ctx context.Context, repo string, number int, knownID int64, marker, body string) (int64, error)
+	// CommitChecks returns every check run and commit status on sha, or
+	// an error, never a partial list.
+	CommitChecks(ctx context.Context, repo, sha string) ([]Check, error)
 }
+
+// Check is one CI signal on a commit: a check run (by name) or a commit
+// status (by context).
+type Check struct {
+	Name string `json:"name"`
+	// State is queued, in_progress or pending (not finished), success or
+	// failure.
+	State string `json:"state"`
+}
+
+// Finished reports a check that succeeded or failed.
+func (c Check) Finished() bool { return c.State == "success" || c.State == "failure" }
 
 // Cluster is what the loop needs from Kubernetes and Helm.
 type Cluster interface {
@@ -53,6 +68,7 @@ type Store interface {
 	StartAttempt(ctx context.Context, key model.Key, sha string, now time.Time) (int, error)
 	FinishAttempt(ctx context.Context, key model.Key, sha string, attempt int, f model.Finish, now time.Time) error
 	Block(ctx context.Context, key model.Key, sha, msg string) error
+	Hold(ctx context.Context, key model.Key, sha, waitingFor, msg string, final bool, now time.Time) error
 	MarkDeleting(ctx context.Context, key model.Key, now time.Time) error
 	MarkDeleted(ctx context.Context, key model.Key, now time.Time) error
 	SetError(ctx context.Context, key model.Key, msg string) error

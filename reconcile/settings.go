@@ -31,6 +31,13 @@ type RepoPolicy struct {
 	// ImageWait is how long a missing image of the preview's own at the
 	// head SHA is waited for (CI still pushing it); 0: not at all.
 	ImageWait time.Duration
+	// WaitForChecks names the checks (check runs by name, commit statuses
+	// by context) that must succeed on the head SHA before anything is
+	// deployed; "*" is every check reported on it. Empty: none.
+	WaitForChecks []string
+	// ChecksTimeout is how long after the head SHA was first seen the
+	// checks may take; then the SHA is not deployed.
+	ChecksTimeout time.Duration
 }
 
 // Settings are everything the loop, the planner and the executor are
@@ -91,15 +98,6 @@ func (s Settings) Validate() error {
 		seen[r.Name] = true
 	}
 	return errors.Join(errs...)
-}
-
-// names are the repositories in configuration order.
-func (s Settings) names() []string {
-	out := make([]string, len(s.Repos))
-	for i, r := range s.Repos {
-		out[i] = r.Name
-	}
-	return out
 }
 
 // PlanOptions are the planner's parameters at now.

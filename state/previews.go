@@ -259,6 +259,21 @@ func (s *Store) FinishAttempt(ctx context.Context, key model.Key, sha string, at
 	return nil
 }
 
+// Hold records that the preview at sha waits before any attempt
+// (model.Hold).
+func (s *Store) Hold(ctx context.Context, key model.Key, sha, waitingFor, msg string, final bool, now time.Time) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		return s.transition(ctx, tx, key, func(_ int64, cur model.Preview) (model.Preview, bool, error) {
+			next, err := model.Hold(cur, sha, waitingFor, msg, final, now)
+			return next, err == nil && next != cur, err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("recording the wait of %s: %w", key, err)
+	}
+	return nil
+}
+
 // Block records that the preview at sha is blocked by a namespace previewd
 // does not own (model.Block).
 func (s *Store) Block(ctx context.Context, key model.Key, sha, msg string) error {

@@ -34,6 +34,9 @@ const (
 	DefaultRetryBase = time.Second
 )
 
+// DefaultChecksTimeout is repositories[].checks_timeout when unset.
+const DefaultChecksTimeout = 30 * time.Minute
+
 // DefaultImageWait is repositories[].image_wait when unset.
 const DefaultImageWait = 15 * time.Minute
 
@@ -100,6 +103,12 @@ type Repository struct {
 	// image at the head SHA counts as "CI has not pushed it yet" before it
 	// is a failure; 0 turns the wait off. Default DefaultImageWait.
 	ImageWait *time.Duration `yaml:"image_wait"`
+	// WaitForChecks names the check runs (by name) and commit statuses (by
+	// context) that must succeed on the head SHA before anything is
+	// deployed; ["*"] is every check reported on it.
+	WaitForChecks []string `yaml:"wait_for_checks"`
+	// ChecksTimeout bounds the wait for them from the SHA's first sight.
+	ChecksTimeout time.Duration `yaml:"checks_timeout"`
 
 	// CompiledHost and CompiledValues are Host and Values compiled once,
 	// when the file is validated (nil host: the repository sets none).
@@ -206,6 +215,9 @@ func (c *Config) setDefaults(getenv func(string) string) {
 		c.MaxAttempts = 3
 	}
 	for i := range c.Repositories {
+		if c.Repositories[i].ChecksTimeout == 0 {
+			c.Repositories[i].ChecksTimeout = DefaultChecksTimeout
+		}
 		if c.Repositories[i].ImageWait == nil {
 			d := DefaultImageWait
 			c.Repositories[i].ImageWait = &d
@@ -315,6 +327,17 @@ func (c *Config) validate(getenv func(string) string) error {
 			c.Repositories[i].CompiledHost = host
 		}
 		checkValues(&c.Repositories[i], p+".values", bad)
+		for j, name := range r.WaitForChecks {
+			switch {
+			case strings.TrimSpace(name) == "":
+				bad(fmt.Sprintf("%s.wait_for_checks[%d]", p, j), "is empty: give a check run name or a status context, or \"*\" for every check")
+			case name == "*" && len(r.WaitForChecks) > 1:
+				bad(p+".wait_for_checks", "\"*\" already means every check reported on the commit: list names or \"*\", not both")
+			}
+		}
+		if r.ChecksTimeout < time.Minute || r.ChecksTimeout > 7*24*time.Hour {
+			bad(p+".checks_timeout", "must be between 1m and 168h, got %s", r.ChecksTimeout)
+		}
 		if w := *r.ImageWait; w < 0 || w > 24*time.Hour {
 			bad(p+".image_wait", "must be between 0 (no wait) and 24h, got %s", w)
 		}

@@ -203,7 +203,8 @@ func Settings(cfg *config.Config) reconcile.Settings {
 		s.Repos = append(s.Repos, reconcile.Repo{Name: r.Name, Chart: r.Chart, Image: r.Image,
 			Host: r.CompiledHost, Values: r.CompiledValues,
 			Policy: reconcile.RepoPolicy{AllowForks: r.AllowForks, SkipDrafts: r.SkipDrafts,
-				RequireLabels: r.RequireLabels, IgnoreLabels: r.IgnoreLabels, ImageWait: *r.ImageWait}})
+				RequireLabels: r.RequireLabels, IgnoreLabels: r.IgnoreLabels, ImageWait: *r.ImageWait,
+				WaitForChecks: r.WaitForChecks, ChecksTimeout: r.ChecksTimeout}})
 	}
 	return s
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/previewd/previewd/internal/harness/e2e"
 	"github.com/previewd/previewd/internal/harness/testbed"
 	"github.com/previewd/previewd/kube"
+	"github.com/previewd/previewd/reconcile"
 	"github.com/previewd/previewd/reconcile/model"
 )
 
@@ -182,6 +183,86 @@ func TestImagePushedLater(t *testing.T) {
 	if len(atts) < 2 || atts[0].Outcome != model.OutcomeWaiting || atts[len(atts)-1].Outcome != model.OutcomeReady {
 		t.Errorf("attempts: %+v", atts)
 	}
+}
+
+// TestWaitForChecks: a repository with wait_for_checks deploys nothing
+// (no namespace, no Helm operation) until its named check succeeds on the
+// head SHA; the PR says what it waits for and why it was not deployed;
+// plan shows the wait first; unchanged checks are read with free 304s; a
+// re-run that succeeds deploys the same SHA within one cycle.
+func TestWaitForChecks(t *testing.T) {
+	e := e2e.New(t, "")
+	e.AddRepoConfig("wait_for_checks: [build]\nchecks_timeout: 30m")
+	d := e.Daemon(false)
+	sha := e2e.SHA("checked")
+	n := e.Open("Checked", "checked", sha)
+	e.GH.SetCheckRun(e.Repo, sha, githubfake.CheckRun{Name: "build", Status: "in_progress"})
+	e.GH.SetCheckRun(e.Repo, sha, githubfake.CheckRun{Name: "unrelated", Conclusion: "failure"})
+
+	res, err := e.Daemon(true).Loop.Plan(context.Background())
+	if err != nil || len(res.Actions) != 1 || res.Actions[0].Kind != reconcile.KindWait ||
+		res.Actions[0].Reason != "Waiting for checks: build (in progress)" {
+		t.Fatalf("plan before run: %v %+v", err, res.Actions)
+	}
+	e.MustRunOnce(d)
+	if e.NSExists(e.NS(n)) {
+		t.Fatal("namespace created before the check succeeded")
+	}
+	p := e.Row(d, n)
+	if p.Status != model.StatusWaiting || p.WaitingFor != model.WaitingForChecks {
+		t.Fatalf("row: %s waiting for %q", p.Status, p.WaitingFor)
+	}
+	if c := e.OneComment(n); !strings.Contains(c.Body, "Waiting for checks") || !strings.Contains(c.Body, "build \\(in progress\\)") {
+		t.Errorf("comment while waiting:\n%s", c.Body)
+	}
+	// Nothing changed: the checks are read again, free (304), and nothing
+	// is written. (The first cycle after previewd's own comment reads the
+	// PR list in full: the comment changed its ETag.)
+	e.MustRunOnce(d)
+	before := e.GH.Counters()
+	e.MustRunOnce(d)
+	after := e.GH.Counters()
+	if after.Charged != before.Charged || after.Mutations != before.Mutations {
+		t.Errorf("an idle waiting cycle: %d charged, %d mutations\nbefore %v\nafter  %v", after.Charged-before.Charged, after.Mutations-before.Mutations, before.ByRoute, after.ByRoute)
+	}
+	if got := after.ByRoute[githubfake.RouteListCheckRuns][http.StatusNotModified] - before.ByRoute[githubfake.RouteListCheckRuns][http.StatusNotModified]; got != 1 {
+		t.Errorf("check runs read %d times with a 304 in an idle cycle, want 1", got)
+	}
+
+	e.GH.SetCheckRun(e.Repo, sha, githubfake.CheckRun{Name: "build", Conclusion: "failure"})
+	e.MustRunOnce(d)
+	if e.NSExists(e.NS(n)) {
+		t.Fatal("namespace created although the check failed")
+	}
+	if c := e.OneComment(n); !strings.Contains(c.Body, "Not deployed: a required check failed") || !strings.Contains(c.Body, "check build failed") {
+		t.Errorf("comment after the failure:\n%s", c.Body)
+	}
+
+	e.GH.AddCheckRun(e.Repo, sha, githubfake.CheckRun{Name: "build", Conclusion: "success"}) // a re-run
+	e.MustRunOnce(d)
+	p = e.Row(d, n)
+	if p.Status != model.StatusReady || p.DeployedSHA != sha || !e.NSExists(e.NS(n)) {
+		t.Fatalf("after a successful re-run: %s deployed %s: %s", p.Status, p.DeployedSHA, p.LastError)
+	}
+	if c := e.OneComment(n); !strings.Contains(c.Body, "Preview ready") {
+		t.Errorf("comment when ready:\n%s", c.Body)
+	}
+	// Ready: its checks are not read any more.
+	before = e.GH.Counters()
+	e.MustRunOnce(d)
+	after = e.GH.Counters()
+	if got := after.ByRoute[githubfake.RouteListCheckRuns]; len(got) != len(before.ByRoute[githubfake.RouteListCheckRuns]) ||
+		sum(got) != sum(before.ByRoute[githubfake.RouteListCheckRuns]) {
+		t.Errorf("checks of a deployed SHA read again: %v → %v", before.ByRoute[githubfake.RouteListCheckRuns], got)
+	}
+}
+
+func sum(m map[int]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // TestGitHubOutageDeletesNothing: 5xx and 429 answers for several cycles

@@ -78,6 +78,19 @@ func (g GitHub) GetPR(ctx context.Context, repo string, number int) (reconcile.P
 	return pr, st, nil
 }
 
+// CommitChecks returns the check runs and commit statuses on sha.
+func (g GitHub) CommitChecks(ctx context.Context, repo, sha string) ([]reconcile.Check, error) {
+	cs, err := g.C.CommitChecks(ctx, repo, sha)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]reconcile.Check, len(cs))
+	for i, c := range cs {
+		out[i] = reconcile.Check{Name: c.Name, State: c.State}
+	}
+	return out, nil
+}
+
 // UpsertComment keeps previewd's one comment on the PR.
 func (g GitHub) UpsertComment(ctx context.Context, repo string, number int, knownID int64, marker, body string) (int64, error) {
 	return g.C.UpsertComment(ctx, repo, number, knownID, marker, body)

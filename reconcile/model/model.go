@@ -70,9 +70,18 @@ const (
 	OutcomeWaiting Outcome = "waiting"
 )
 
-// WaitingForImage is Preview.WaitingFor while the preview's own image at
-// the head SHA cannot be pulled yet (CI has not pushed it).
-const WaitingForImage = "image"
+// What a waiting preview waits for (Preview.WaitingFor).
+const (
+	// WaitingForImage: the preview's own image at the head SHA cannot be
+	// pulled yet (CI has not pushed it).
+	WaitingForImage = "image"
+	// WaitingForChecks: the repository's required checks on the head SHA
+	// have not all succeeded yet (wait_for_checks).
+	WaitingForChecks = "checks"
+	// WaitingForRerun: a required check failed: nothing is deployed until
+	// it is re-run and succeeds, or a new commit is pushed.
+	WaitingForRerun = "check-rerun"
+)
 
 // Key names a pull request.
 type Key struct {

@@ -154,6 +154,30 @@ func FinishAttempt(cur Preview, sha string, f Finish, now time.Time) (Preview, e
 	return cur, nil
 }
 
+// Hold records that the preview at sha waits, before any deploy attempt,
+// for what waitingFor names (msg says what exactly, e.g. which checks); a
+// final hold (the checks did not finish in time) fails the SHA instead: no
+// attempt, no retry, until a new SHA. It returns ErrStale if sha is not
+// desired or the PR is being deleted.
+func Hold(cur Preview, sha, waitingFor, msg string, final bool, now time.Time) (Preview, error) {
+	if cur.DesiredSHA != sha {
+		return cur, fmt.Errorf("%w: desired SHA is %s", ErrStale, cur.DesiredSHA)
+	}
+	if cur.Status == StatusDeleting || cur.Status == StatusDeleted {
+		return cur, fmt.Errorf("%w: preview is %s", ErrStale, cur.Status)
+	}
+	if final {
+		cur.Status, cur.LastError, cur.NextAttemptAt = StatusFailed, msg, time.Time{}
+		cur.WaitingFor, cur.WaitingSince = "", time.Time{}
+		return cur, nil
+	}
+	if cur.Status != StatusWaiting || cur.WaitingFor != waitingFor || cur.WaitingSince.IsZero() {
+		cur.WaitingSince = now
+	}
+	cur.Status, cur.WaitingFor, cur.LastError, cur.NextAttemptAt = StatusWaiting, waitingFor, msg, time.Time{}
+	return cur, nil
+}
+
 // Block records that a namespace of the preview's name exists and is not
 // previewd's: the preview at sha is blocked, msg says why. It returns
 // ErrStale if sha is not desired or the PR is being deleted.

@@ -183,3 +183,26 @@ func TestWaitingForTheImage(t *testing.T) {
 		t.Error("a waiting outcome without what it waits for was accepted")
 	}
 }
+
+func TestHold(t *testing.T) {
+	p, _, _ := RecordOpen(Preview{}, false, key, open("aaa", 0))
+	h, err := Hold(p, "aaa", WaitingForChecks, "Waiting for checks: build (queued)", false, at(1))
+	if err != nil || h.Status != StatusWaiting || h.WaitingFor != WaitingForChecks || !h.WaitingSince.Equal(at(1)) || h.Attempts != 0 {
+		t.Fatalf("hold: %+v %v", h, err)
+	}
+	h2, _ := Hold(h, "aaa", WaitingForChecks, "Waiting for checks: build (in progress)", false, at(9))
+	if !h2.WaitingSince.Equal(at(1)) || h2.LastError != "Waiting for checks: build (in progress)" {
+		t.Errorf("a second hold for the same thing keeps its start: %+v", h2)
+	}
+	r, _ := Hold(h2, "aaa", WaitingForRerun, "not deployed: check build failed", false, at(10))
+	if r.WaitingFor != WaitingForRerun || !r.WaitingSince.Equal(at(10)) {
+		t.Errorf("a hold for something else starts anew: %+v", r)
+	}
+	f, _ := Hold(h2, "aaa", WaitingForChecks, "checks did not finish", true, at(20))
+	if f.Status != StatusFailed || !f.NextAttemptAt.IsZero() || f.WaitingFor != "" {
+		t.Errorf("final hold: %+v", f)
+	}
+	if _, err := Hold(p, "bbb", WaitingForChecks, "x", false, at(1)); !errors.Is(err, ErrStale) {
+		t.Errorf("hold at another SHA: %v", err)
+	}
+}

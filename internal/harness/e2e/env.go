@@ -130,6 +130,22 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// AddRepoConfig appends lines (YAML keys of the repository, unindented) to
+// the test's repository in the configuration file.
+func (e *Env) AddRepoConfig(lines string) {
+	e.T.Helper()
+	f, err := os.OpenFile(e.ConfigPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	defer f.Close()
+	for _, l := range strings.Split(strings.TrimSpace(lines), "\n") {
+		if _, err := fmt.Fprintf(f, "    %s\n", l); err != nil {
+			e.T.Fatal(err)
+		}
+	}
+}
+
 func (e *Env) Getenv(k string) string {
 	if k == "TEST_GH_TOKEN" {
 		return "tok-" + e.id

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"sort"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,6 +101,7 @@ func (c *Cluster) Observe(ctx context.Context, wanted []string) (model.ClusterOb
 		}
 	}
 	c.seen = seen
+	obs.Workloads = c.workloads(ctx, obs.Owned)
 	for _, name := range wanted {
 		if _, ok := obs.Owned[name]; ok {
 			continue
@@ -121,6 +123,43 @@ func (c *Cluster) Observe(ctx context.Context, wanted []string) (model.ClusterOb
 	}
 	obs.Complete = true
 	return obs, nil
+}
+
+// workloads reads, in one list across namespaces (from the API server's
+// watch cache), the Deployments that Helm applied (Helm labels every object
+// it applies app.kubernetes.io/managed-by=Helm) and says for each owned
+// namespace whether the preview's are Ready. A failed list is logged and
+// reported as nil: nothing is concluded from workloads that cycle.
+func (c *Cluster) workloads(ctx context.Context, owned map[string]model.Namespace) map[string]model.Workloads {
+	if len(owned) == 0 {
+		return map[string]model.Workloads{}
+	}
+	list, err := c.Client.AppsV1().Deployments("").List(ctx, metav1.ListOptions{
+		LabelSelector: "app.kubernetes.io/managed-by=Helm", ResourceVersion: "0"})
+	if err != nil {
+		if c.Log != nil {
+			c.Log.Warn("listing the previews' Deployments failed; their readiness is not observed this cycle", "err", c.redact(err.Error()))
+		}
+		return nil
+	}
+	out := make(map[string]model.Workloads, len(owned))
+	for name, ns := range owned {
+		if !ns.Terminating {
+			out[name] = model.Workloads{Ready: true}
+		}
+	}
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+	for i := range list.Items {
+		d := &list.Items[i]
+		w, ok := out[d.Namespace]
+		if !ok || d.Annotations["meta.helm.sh/release-name"] != ReleaseName {
+			continue
+		}
+		if ready, summary := deploymentReady(d); !ready && w.Ready {
+			out[d.Namespace] = model.Workloads{NotReady: "deployment " + d.Name + ": " + summary}
+		}
+	}
+	return out
 }
 
 // EnsureNamespace creates the preview namespace or confirms it is ours.

@@ -48,6 +48,13 @@ const (
 	// StateLocked: the release was left pending-* longer than the deploy
 	// timeout (a process died mid-operation): unlock, then deploy.
 	StateLocked State = "locked"
+	// StateBroken: the preview was Ready at the head SHA, but its
+	// workloads are not Ready any more: verify (and report what broke).
+	StateBroken State = "broken"
+	// StateRecovered: the preview failed at the head SHA, its release is
+	// deployed at it and its workloads are Ready now: verify, and report
+	// it Ready without a new push.
+	StateRecovered State = "recovered"
 	// StateInSync: the release is deployed at the head SHA and was Ready.
 	StateInSync State = "in-sync"
 	// StateUnblocked: the PR was blocked and the foreign namespace is gone.
@@ -121,6 +128,10 @@ type Facts struct {
 	// Checks is the read of the CI checks on the head SHA, when the
 	// repository waits for checks and the SHA has not passed them.
 	Checks *ChecksRead
+	// Workloads is the observed readiness of the PR's own namespace's
+	// workloads, when WorkloadsObserved.
+	Workloads         model.Workloads
+	WorkloadsObserved bool
 }
 
 // Verdict is a classified pull request.
@@ -177,8 +188,14 @@ func Classify(f Facts, o Options) Verdict {
 	switch {
 	case rel.Locked() && o.Now.Sub(rel.Updated) > o.DeployTimeout:
 		return Verdict{StateLocked, fmt.Sprintf("release %s since %s", rel.Status, rel.Updated.UTC().Format(time.RFC3339))}
+	case atSHA && row.Status == model.StatusReady && row.DeployedSHA == pr.SHA && rel.DeployedAt(pr.SHA) &&
+		f.Owned != nil && f.WorkloadsObserved && !f.Workloads.Ready:
+		return Verdict{StateBroken, "workloads not Ready any more: " + f.Workloads.NotReady}
 	case atSHA && row.Status == model.StatusReady && row.DeployedSHA == pr.SHA && rel.DeployedAt(pr.SHA):
 		return Verdict{StateInSync, "release deployed at the head SHA and Ready"}
+	case atSHA && row.Status == model.StatusFailed && rel.DeployedAt(pr.SHA) && f.Owned != nil && f.WorkloadsObserved && f.Workloads.Ready &&
+		(row.NextAttemptAt.IsZero() || o.Now.Before(row.NextAttemptAt)):
+		return Verdict{StateRecovered, "workloads Ready now"}
 	case live && row.Status == model.StatusBlocked:
 		return Verdict{StateUnblocked, "namespace no longer blocked"}
 	case atSHA && row.Status == model.StatusWaiting && row.WaitingFor == model.WaitingForImage && o.Now.Before(row.NextAttemptAt):
@@ -259,7 +276,7 @@ func decide(f Facts, v Verdict, o Options, out []Action) ([]Action, *Skip) {
 			kind = KindVerify // the release is applied; only readiness failed
 		}
 		return append(out, deployAction(f, v, o, kind)), nil
-	case StateUnverified:
+	case StateUnverified, StateBroken, StateRecovered:
 		return append(out, deployAction(f, v, o, KindVerify)), nil
 	case StateUnblocked, StateNew, StateNewSHA:
 		return append(out, deployAction(f, v, o, KindDeploy)), nil

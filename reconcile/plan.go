@@ -242,6 +242,7 @@ func facts(obs Observation, opts Options) []Facts {
 		if o, ok := ownedByKey[k]; ok {
 			f.Owned = o
 			f.Release = obs.Cluster.Releases[o.Name]
+			f.Workloads, f.WorkloadsObserved = obs.Cluster.Workloads[o.Name]
 		}
 		return f
 	}
@@ -262,6 +263,7 @@ func facts(obs Observation, opts Options) []Facts {
 					f.Foreign = true
 				} else if f.Owned == nil {
 					f.Owned, f.Release = o, obs.Cluster.Releases[o.Name]
+					f.Workloads, f.WorkloadsObserved = obs.Cluster.Workloads[o.Name]
 				}
 			}
 			if f.Foreign {

@@ -572,8 +572,11 @@ func TestRacingWriters(t *testing.T) {
 	perSHA, failed := map[string]int{}, map[string]int{}
 	for _, a := range as {
 		perSHA[a.SHA]++
-		if a.Outcome == model.OutcomeFailed {
+		switch a.Outcome {
+		case model.OutcomeFailed:
 			failed[a.SHA]++
+		case model.OutcomeReady: // a Ready restores the budget
+			failed[a.SHA] = 0
 		}
 		if a.Attempt != perSHA[a.SHA] {
 			t.Errorf("attempt %+v: numbers of %s are not 1, 2, ... in order", a, a.SHA)
@@ -583,7 +586,7 @@ func TestRacingWriters(t *testing.T) {
 		}
 	}
 	if p.Attempts != failed[p.DesiredSHA] {
-		t.Errorf("Attempts = %d, but %d failed attempts of %s recorded", p.Attempts, failed[p.DesiredSHA], p.DesiredSHA)
+		t.Errorf("Attempts = %d, but %d failed attempts of %s recorded since its last Ready", p.Attempts, failed[p.DesiredSHA], p.DesiredSHA)
 	}
 	if p.Status == model.StatusDeploying {
 		t.Errorf("status deploying with no attempt in flight: %+v", p)

@@ -265,6 +265,66 @@ func sum(m map[int]int) int {
 	return n
 }
 
+// TestWorkloadsBreakAndRecover: a Ready preview whose workloads break (the
+// Deployment edited to an image that crash-loops) is reported failed with
+// the reason, not left "ready"; when the workloads are Ready again the
+// preview is reported Ready without a new push.
+func TestWorkloadsBreakAndRecover(t *testing.T) {
+	e := e2e.New(t, "")
+	d := e.Daemon(false)
+	sha := e2e.SHA("recover")
+	n := e.Open("Recover", "recover", sha)
+	e.MustRunOnce(d)
+	if p := e.Row(d, n); p.Status != model.StatusReady {
+		t.Fatalf("not ready: %s %q", p.Status, p.LastError)
+	}
+	ctx := context.Background()
+	setImage := func(image string) {
+		t.Helper()
+		deps, err := e.Kube.Client.AppsV1().Deployments(e.NS(n)).List(ctx, metav1.ListOptions{})
+		if err != nil || len(deps.Items) != 1 {
+			t.Fatalf("deployments: %v (%d)", err, len(deps.Items))
+		}
+		dep := deps.Items[0]
+		dep.Spec.Template.Spec.Containers[0].Image = image
+		if _, err := e.Kube.Client.AppsV1().Deployments(e.NS(n)).Update(ctx, &dep, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := e.DeploymentImage(n)
+	setImage(testbed.FailCrashLoop + "/web:" + sha)
+	waitFor := func(what string, want model.Status) model.Preview {
+		t.Helper()
+		deadline := time.Now().Add(45 * time.Second)
+		for {
+			e.MustRunOnce(d)
+			p := e.Row(d, n)
+			if p.Status == want {
+				return p
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: still %s (%q)", what, p.Status, p.LastError)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	p := waitFor("after the workloads broke", model.StatusFailed)
+	if !strings.Contains(p.LastError, "CrashLoopBackOff") || p.DesiredSHA != sha {
+		t.Errorf("broken preview: %q", p.LastError)
+	}
+	if c := e.OneComment(n); !strings.Contains(c.Body, "Preview failed") || !strings.Contains(c.Body, "CrashLoopBackOff") {
+		t.Errorf("comment after the breakage:\n%s", c.Body)
+	}
+	setImage(good)
+	p = waitFor("after the workloads recovered", model.StatusReady)
+	if p.DeployedSHA != sha || e.GH.HeadSHA(e.Repo, n) != sha {
+		t.Errorf("recovered at %s, head %s", p.DeployedSHA, e.GH.HeadSHA(e.Repo, n))
+	}
+	if c := e.OneComment(n); !strings.Contains(c.Body, "Preview ready") {
+		t.Errorf("comment after the recovery:\n%s", c.Body)
+	}
+}
+
 // TestGitHubOutageDeletesNothing: 5xx and 429 answers for several cycles
 // delete nothing and duplicate no comment; the next good cycle recovers.
 func TestGitHubOutageDeletesNothing(t *testing.T) {

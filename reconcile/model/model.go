@@ -103,7 +103,7 @@ type Preview struct {
 	DeployedSHA string // SHA of the last successful deploy; "" after deletion
 	Status      Status
 	// Attempts counts the failed deploy attempts at DesiredSHA since it was
-	// first seen (or the PR was reopened): the retry budget used. Cancelled
+	// first seen, last Ready, or the PR was reopened: the retry budget used. Cancelled
 	// attempts (a newer SHA, a shutdown, a crash) do not count.
 	Attempts      int
 	NextAttemptAt time.Time // zero: no retry planned
@@ -214,4 +214,15 @@ type ClusterObservation struct {
 	Owned    map[string]Namespace // by name
 	Foreign  map[string]bool      // names that exist but are not previewd's
 	Releases map[string]Release   // by namespace
+	// Workloads says, by owned namespace, whether the release's workloads
+	// are Ready now; nil when they could not be observed (then nothing is
+	// concluded from them).
+	Workloads map[string]Workloads
+}
+
+// Workloads is the readiness of a preview's workloads as last observed.
+type Workloads struct {
+	Ready bool
+	// NotReady names what is not Ready ("deployment app: 0 of 1 ready").
+	NotReady string
 }

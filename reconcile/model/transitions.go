@@ -110,7 +110,8 @@ type Finish struct {
 
 // FinishAttempt records how an attempt at sha ended, at now. If sha is
 // still desired and the preview is deploying, the preview follows the
-// outcome: ready → deployed at sha, ReadyAt = now, LastError cleared;
+// outcome: ready → deployed at sha, ReadyAt = now, LastError cleared, the
+// budget restored;
 // failed → Attempts + 1, LastError, a retry at NextAttemptAt (or blocked);
 // waiting → waiting for f.WaitingFor (since the first such outcome in a
 // row), no budget used, a look again at NextAttemptAt; cancelled → pending
@@ -140,6 +141,7 @@ func FinishAttempt(cur Preview, sha string, f Finish, now time.Time) (Preview, e
 	switch {
 	case f.Outcome == OutcomeReady:
 		cur.Status, cur.DeployedSHA, cur.ReadyAt, cur.LastError, cur.NextAttemptAt = StatusReady, sha, now, "", time.Time{}
+		cur.Attempts = 0 // a later breakage starts a fresh budget
 	case f.Outcome == OutcomeWaiting:
 		cur.Status, cur.LastError, cur.NextAttemptAt = StatusWaiting, f.Error, f.NextAttemptAt
 		cur.WaitingFor, cur.WaitingSince = f.WaitingFor, waitingSince

@@ -100,7 +100,7 @@ func TestAttemptLifecycle(t *testing.T) {
 	}
 	again, _ := StartAttempt(failed, "aaa", at(4))
 	ready, err := FinishAttempt(again, "aaa", Finish{Outcome: OutcomeReady}, at(5))
-	if err != nil || ready.Status != StatusReady || ready.DeployedSHA != "aaa" || ready.LastError != "" || !ready.ReadyAt.Equal(at(5)) || ready.Attempts != 1 {
+	if err != nil || ready.Status != StatusReady || ready.DeployedSHA != "aaa" || ready.LastError != "" || !ready.ReadyAt.Equal(at(5)) || ready.Attempts != 0 {
 		t.Errorf("ready: %+v %v", ready, err)
 	}
 	if _, err := FinishAttempt(again, "aaa", Finish{Outcome: "exploded"}, at(5)); err == nil {

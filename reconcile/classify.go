@@ -55,6 +55,9 @@ const (
 	// deployed at it and its workloads are Ready now: verify, and report
 	// it Ready without a new push.
 	StateRecovered State = "recovered"
+	// StateDrifted: Ready at the head SHA, but the chart or the
+	// repository's settings changed since: upgrade.
+	StateDrifted State = "drifted"
 	// StateInSync: the release is deployed at the head SHA and was Ready.
 	StateInSync State = "in-sync"
 	// StateUnblocked: the PR was blocked and the foreign namespace is gone.
@@ -132,6 +135,9 @@ type Facts struct {
 	// workloads, when WorkloadsObserved.
 	Workloads         model.Workloads
 	WorkloadsObserved bool
+	// Fingerprint identifies the chart and settings a deploy would apply
+	// now ("" when unknown).
+	Fingerprint string
 }
 
 // Verdict is a classified pull request.
@@ -191,6 +197,9 @@ func Classify(f Facts, o Options) Verdict {
 	case atSHA && row.Status == model.StatusReady && row.DeployedSHA == pr.SHA && rel.DeployedAt(pr.SHA) &&
 		f.Owned != nil && f.WorkloadsObserved && !f.Workloads.Ready:
 		return Verdict{StateBroken, "workloads not Ready any more: " + f.Workloads.NotReady}
+	case atSHA && row.Status == model.StatusReady && row.DeployedSHA == pr.SHA && rel.DeployedAt(pr.SHA) &&
+		f.Owned != nil && f.Fingerprint != "" && row.DeployedFingerprint != f.Fingerprint:
+		return Verdict{StateDrifted, "configuration changed"}
 	case atSHA && row.Status == model.StatusReady && row.DeployedSHA == pr.SHA && rel.DeployedAt(pr.SHA):
 		return Verdict{StateInSync, "release deployed at the head SHA and Ready"}
 	case atSHA && row.Status == model.StatusFailed && rel.DeployedAt(pr.SHA) && f.Owned != nil && f.WorkloadsObserved && f.Workloads.Ready &&
@@ -278,7 +287,7 @@ func decide(f Facts, v Verdict, o Options, out []Action) ([]Action, *Skip) {
 		return append(out, deployAction(f, v, o, kind)), nil
 	case StateUnverified, StateBroken, StateRecovered:
 		return append(out, deployAction(f, v, o, KindVerify)), nil
-	case StateUnblocked, StateNew, StateNewSHA:
+	case StateUnblocked, StateNew, StateNewSHA, StateDrifted:
 		return append(out, deployAction(f, v, o, KindDeploy)), nil
 	}
 	panic("reconcile: state without a decision: " + string(v.State))
@@ -383,6 +392,9 @@ func deployAction(f Facts, v Verdict, o Options, kind Kind) Action {
 	}
 	a := Action{Kind: kind, State: v.State, Repo: f.Repo, Number: f.Number, Namespace: f.Namespace,
 		SHA: f.PR.SHA, PR: f.PR, Reason: v.Reason, Attempt: failed + 1}
+	if kind == KindDeploy {
+		a.Fingerprint = f.Fingerprint
+	}
 	if kind == KindDeploy {
 		a.FromSHA = f.Release.SHA
 	}

@@ -13,7 +13,7 @@ import (
 // allStates lists every state; TestClassifyEveryState fails when a state
 // has no case (a new state needs a classification test and a decision).
 var allStates = []State{StateFiltered, StateUnwanted, StateClusterUnknown, StateForeign, StateBlocked,
-	StateTerminating, StateChecksUnknown, StateChecksPending, StateChecksFailed, StateChecksTimeout, StateLocked, StateBroken, StateRecovered, StateInSync, StateUnblocked, StateImageWaiting, StateImageRecheck, StateRetryDue, StateRetryLater, StateExhausted,
+	StateTerminating, StateChecksUnknown, StateChecksPending, StateChecksFailed, StateChecksTimeout, StateLocked, StateBroken, StateRecovered, StateDrifted, StateInSync, StateUnblocked, StateImageWaiting, StateImageRecheck, StateRetryDue, StateRetryLater, StateExhausted,
 	StateUnverified, StateNew, StateNewSHA, StateClosed, StateGone, StateStuckTerminating, StateForgotten,
 	StateUnconfirmed}
 
@@ -87,6 +87,10 @@ func TestClassifyEveryState(t *testing.T) {
 			f.Workloads, f.WorkloadsObserved = model.Workloads{Ready: true}, true
 			f.Row = row(model.StatusFailed, shaB, func(p *model.Preview) { p.Attempts = 3 })
 		}), "acme/web#1 verify  pr-web-1 bbbbbbb (workloads Ready now) [attempt 4, last]"},
+		{StateDrifted, open(func(f *Facts) {
+			f.Owned, f.Release, f.Fingerprint = ns, atB, "new-fingerprint"
+			f.Row = row(model.StatusReady, shaB, func(p *model.Preview) { p.DeployedSHA, p.DeployedFingerprint = shaB, "old-fingerprint" })
+		}), "acme/web#1 deploy  pr-web-1 bbbbbbb (configuration changed) [attempt 1, retry after 1m0s]"},
 		{StateUnblocked, open(func(f *Facts) { f.Row = row(model.StatusBlocked, shaB, nil) }), "acme/web#1 deploy  pr-web-1 bbbbbbb (namespace no longer blocked) [attempt 1, retry after 1m0s]"},
 		{StateImageWaiting, open(func(f *Facts) {
 			f.Owned, f.Release = ns, atB

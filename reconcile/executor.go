@@ -374,7 +374,7 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 	}
 	switch {
 	case err == nil:
-		if err := finish(model.Finish{Outcome: model.OutcomeReady}); err != nil {
+		if err := finish(model.Finish{Outcome: model.OutcomeReady, Fingerprint: a.Fingerprint}); err != nil {
 			return err
 		}
 		e.d.Metrics.deployFinished("ready", now.Sub(started))

@@ -28,6 +28,9 @@ type LoopOptions struct {
 	// ResyncContext marks the context of a full-resync cycle (the GitHub
 	// client then bypasses its conditional-request cache once).
 	ResyncContext func(context.Context) context.Context
+	// ChartDigest identifies the contents of a chart; nil: no drift is
+	// planned for chart changes or settings changes.
+	ChartDigest func(chart string) (string, error)
 }
 
 // Loop is observe → plan → apply, level-triggered.
@@ -181,7 +184,26 @@ func (l *Loop) Observe(ctx context.Context) (Observation, error) {
 	}
 	obs.Repos = repos
 	obs.Cluster = cobs
+	obs.Charts = l.chartDigests()
 	return obs, errors.Join(errs...)
+}
+
+// chartDigests reads each repository's chart digest; a chart that cannot
+// be read is logged and left out (no drift is concluded for it).
+func (l *Loop) chartDigests() map[string]string {
+	if l.o.ChartDigest == nil {
+		return nil
+	}
+	out := make(map[string]string, len(l.s.Repos))
+	for _, r := range l.s.Repos {
+		d, err := l.o.ChartDigest(r.Chart)
+		if err != nil {
+			l.log.Warn("reading the chart failed; configuration drift is not planned for this repository", "repo", r.Name, "err", l.d.Redact(err.Error()))
+			continue
+		}
+		out[r.Name] = d
+	}
+	return out
 }
 
 func (l *Loop) observeRepo(ctx context.Context, r Repo, rows map[model.Key]*model.Preview) RepoObservation {

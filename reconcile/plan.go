@@ -5,6 +5,8 @@ package reconcile
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -63,6 +65,9 @@ type Observation struct {
 	Repos    []RepoObservation
 	Previews []model.Preview
 	Cluster  model.ClusterObservation
+	// Charts are the digests of the repositories' charts, by repository
+	// ("" when the chart could not be read: no drift is concluded).
+	Charts map[string]string
 }
 
 // Options are the plan's parameters; Now is the only clock.
@@ -76,6 +81,10 @@ type Options struct {
 	// waited ago.
 	ImageRecheck func(waited time.Duration) time.Duration
 	Policies     map[string]RepoPolicy // by repo name
+	// Digests identify each repository's value-producing settings (by
+	// repo name); with the observed chart digest they make the deploy
+	// fingerprint.
+	Digests map[string]string
 	// NamespaceFor maps a PR to its namespace name.
 	NamespaceFor func(repo string, number int) string
 	// CommentHash returns the hash of the comment body the preview's row
@@ -132,6 +141,8 @@ type Action struct {
 	// Final: the wait ended without success (not deployed until a new SHA).
 	WaitingFor string `json:"waiting_for,omitempty"`
 	Final      bool   `json:"final,omitempty"`
+	// Fingerprint identifies the chart and settings a deploy applies.
+	Fingerprint string `json:"-"`
 	// PlannedAt is the plan's Now: the executor skips work that a newer
 	// outcome (after the observation) already made moot.
 	PlannedAt time.Time `json:"-"`
@@ -248,10 +259,11 @@ func facts(obs Observation, opts Options) []Facts {
 	}
 	out := make([]Facts, 0, total)
 	for _, ro := range obs.Repos {
+		fingerprint := Fingerprint(opts.Digests[ro.Repo], obs.Charts[ro.Repo])
 		for i := range ro.Open {
 			pr := &ro.Open[i] // the actions point into the observation
 			f := base(ro.Repo, pr.Number, ro.Complete)
-			f.PR = pr
+			f.PR, f.Fingerprint = pr, fingerprint
 			if c, ok := ro.Checks[pr.Number]; ok {
 				f.Checks = &c
 			}
@@ -290,6 +302,16 @@ func facts(obs Observation, opts Options) []Facts {
 		}
 	}
 	return out
+}
+
+// Fingerprint identifies a deploy by the repository's settings digest and
+// its chart's digest; "" when either is unknown.
+func Fingerprint(settings, chart string) string {
+	if settings == "" || chart == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(settings + "\n" + chart))
+	return hex.EncodeToString(h[:12])
 }
 
 // commentRepairs plans a comment update for each preview whose comment

@@ -20,6 +20,10 @@ type Repo struct {
 	// Values are the repository's extra Helm values, compiled.
 	Values *render.Values
 	Policy RepoPolicy
+	// Digest identifies the settings that produce the preview's Helm
+	// values (image, host, values); with the chart's digest it makes the
+	// fingerprint of a deploy, so that a change plans an upgrade.
+	Digest string
 }
 
 // RepoPolicy holds the per-repository filters.
@@ -103,9 +107,11 @@ func (s Settings) Validate() error {
 // PlanOptions are the planner's parameters at now.
 func (s Settings) PlanOptions(now time.Time, namespaceFor func(string, int) string, commentHash func(model.Preview) string) Options {
 	policies := make(map[string]RepoPolicy, len(s.Repos))
+	digests := make(map[string]string, len(s.Repos))
 	for _, r := range s.Repos {
 		policies[r.Name] = r.Policy
+		digests[r.Name] = r.Digest
 	}
 	return Options{Now: now, MaxAttempts: s.MaxAttempts, DeployTimeout: s.DeployTimeout, Backoff: s.Backoff,
-		ImageRecheck: s.ImageRecheck, Policies: policies, NamespaceFor: namespaceFor, CommentHash: commentHash}
+		ImageRecheck: s.ImageRecheck, Policies: policies, Digests: digests, NamespaceFor: namespaceFor, CommentHash: commentHash}
 }

@@ -14,7 +14,7 @@ import (
 
 const previewColumns = `repo, number, namespace, branch, title, desired_sha, deployed_sha, status,
 	attempts, next_attempt_at, last_error, comment_id, comment_hash, sha_first_seen_at,
-	deploy_started_at, ready_at, closed_at, created_at, updated_at, waiting_for, waiting_since`
+	deploy_started_at, ready_at, closed_at, created_at, updated_at, waiting_for, waiting_since, deployed_fingerprint`
 
 func scanPreview(row pgx.Row) (model.Preview, error) {
 	var (
@@ -26,7 +26,7 @@ func scanPreview(row pgx.Row) (model.Preview, error) {
 	)
 	err := row.Scan(&p.Repo, &p.Number, &p.Namespace, &p.Branch, &p.Title, &p.DesiredSHA, &p.DeployedSHA, &status,
 		&p.Attempts, &next, &p.LastError, &commentID, &p.CommentHash, &p.SHAFirstSeenAt,
-		&started, &ready, &closed, &p.CreatedAt, &p.UpdatedAt, &p.WaitingFor, &waitingSince)
+		&started, &ready, &closed, &p.CreatedAt, &p.UpdatedAt, &p.WaitingFor, &waitingSince, &p.DeployedFingerprint)
 	if err != nil {
 		return model.Preview{}, err
 	}
@@ -62,11 +62,11 @@ func save(ctx context.Context, tx pgx.Tx, id int64, p model.Preview) (model.Prev
 	saved, err := scanPreview(tx.QueryRow(ctx, `UPDATE previews SET namespace = $2, branch = $3, title = $4,
 			desired_sha = $5, deployed_sha = $6, status = $7, attempts = $8, next_attempt_at = $9,
 			last_error = $10, sha_first_seen_at = $11, deploy_started_at = $12, ready_at = $13,
-			closed_at = $14, waiting_for = $15, waiting_since = $16, updated_at = now()
+			closed_at = $14, waiting_for = $15, waiting_since = $16, deployed_fingerprint = $17, updated_at = now()
 		WHERE id = $1 RETURNING `+previewColumns,
 		id, p.Namespace, p.Branch, p.Title, p.DesiredSHA, p.DeployedSHA, string(p.Status), p.Attempts,
 		nullTime(p.NextAttemptAt), p.LastError, p.SHAFirstSeenAt, nullTime(p.DeployStartedAt),
-		nullTime(p.ReadyAt), nullTime(p.ClosedAt), p.WaitingFor, nullTime(p.WaitingSince)))
+		nullTime(p.ReadyAt), nullTime(p.ClosedAt), p.WaitingFor, nullTime(p.WaitingSince), p.DeployedFingerprint))
 	if err != nil {
 		return model.Preview{}, fmt.Errorf("writing preview: %w", err)
 	}

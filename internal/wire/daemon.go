@@ -2,6 +2,9 @@ package wire
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -178,6 +181,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	d.Executor = ex
 	d.Loop, err = reconcile.NewLoop(gh, cl, st, ex, settings, reconcile.LoopOptions{
 		NamespaceFor: kube.NamespaceName, CommentHash: hashes.Hash, ResyncContext: github.Unconditional,
+		ChartDigest: kube.ChartDigest,
 	}, deps)
 	if err != nil {
 		return nil, err
@@ -201,12 +205,32 @@ func Settings(cfg *config.Config) reconcile.Settings {
 	}
 	for _, r := range cfg.Repositories {
 		s.Repos = append(s.Repos, reconcile.Repo{Name: r.Name, Chart: r.Chart, Image: r.Image,
-			Host: r.CompiledHost, Values: r.CompiledValues,
+			Host: r.CompiledHost, Values: r.CompiledValues, Digest: settingsDigest(r),
 			Policy: reconcile.RepoPolicy{AllowForks: r.AllowForks, SkipDrafts: r.SkipDrafts,
 				RequireLabels: r.RequireLabels, IgnoreLabels: r.IgnoreLabels, ImageWait: *r.ImageWait,
 				WaitForChecks: r.WaitForChecks, ChecksTimeout: r.ChecksTimeout}})
 	}
 	return s
+}
+
+// valuesVersion changes when previewd changes the Helm values it adds
+// itself (its defaults, what it owns): every preview is then upgraded.
+const valuesVersion = 1
+
+// settingsDigest identifies what of a repository's settings goes into its
+// previews' Helm values.
+func settingsDigest(r config.Repository) string {
+	b, err := json.Marshal(struct {
+		V      int            `json:"v"`
+		Image  string         `json:"image"`
+		Host   string         `json:"host"`
+		Values map[string]any `json:"values"`
+	}{valuesVersion, r.Image, r.Host, r.Values})
+	if err != nil {
+		return "" // unknown: no drift is planned
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:12])
 }
 
 func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {

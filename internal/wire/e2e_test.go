@@ -325,6 +325,50 @@ func TestWorkloadsBreakAndRecover(t *testing.T) {
 	}
 }
 
+// TestConfigurationChangeUpgrades: a change of the repository's values
+// (or its chart) reaches running previews: plan shows the upgrade first,
+// run applies it, and the next plan is empty.
+func TestConfigurationChangeUpgrades(t *testing.T) {
+	e := e2e.New(t, "")
+	d := e.Daemon(false)
+	n := e.Open("Drift", "drift", e2e.SHA("drift"))
+	e.MustRunOnce(d)
+	if p := e.Row(d, n); p.Status != model.StatusReady || p.DeployedFingerprint == "" {
+		t.Fatalf("not ready with a fingerprint: %s %q", p.Status, p.DeployedFingerprint)
+	}
+	if res, err := e.Daemon(true).Loop.Plan(context.Background()); err != nil || len(res.Actions) != 0 {
+		t.Fatalf("plan right after the deploy: %v %v", err, res.Actions)
+	}
+	cfg, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(cfg), `GREETING: "hello {{ .PR.Branch }}"`, `GREETING: "bonjour {{ .PR.Branch }}"`, 1)
+	if changed == string(cfg) {
+		t.Fatal("test config has no GREETING value to change")
+	}
+	if err := os.WriteFile(e.ConfigPath, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d2 := e.Daemon(false) // previewd restarted with the new configuration
+	res, err := e.Daemon(true).Loop.Plan(context.Background())
+	if err != nil || len(res.Actions) != 1 || res.Actions[0].State != reconcile.StateDrifted || res.Actions[0].Reason != "configuration changed" {
+		t.Fatalf("plan after the change: %v %+v", err, res.Actions)
+	}
+	e.MustRunOnce(d2)
+	rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := rel.Values["env"].(map[string]any)
+	if env["GREETING"] != "bonjour drift" || rel.Revision != 2 {
+		t.Errorf("release after the change: revision %d, env %v", rel.Revision, env)
+	}
+	if res, err := e.Daemon(true).Loop.Plan(context.Background()); err != nil || len(res.Actions) != 0 {
+		t.Errorf("plan after the upgrade: %v %v", err, res.Actions)
+	}
+}
+
 // TestGitHubOutageDeletesNothing: 5xx and 429 answers for several cycles
 // delete nothing and duplicate no comment; the next good cycle recovers.
 func TestGitHubOutageDeletesNothing(t *testing.T) {

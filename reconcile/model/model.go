@@ -101,6 +101,9 @@ type Preview struct {
 	Title       string
 	DesiredSHA  string // head SHA of the open PR
 	DeployedSHA string // SHA of the last successful deploy; "" after deletion
+	// DeployedFingerprint identifies the chart and settings of the last
+	// successful deploy ("" when unknown).
+	DeployedFingerprint string
 	Status      Status
 	// Attempts counts the failed deploy attempts at DesiredSHA since it was
 	// first seen, last Ready, or the PR was reopened: the retry budget used. Cancelled

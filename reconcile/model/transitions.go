@@ -106,6 +106,9 @@ type Finish struct {
 	NextAttemptAt time.Time
 	// WaitingFor is what an OutcomeWaiting attempt found missing.
 	WaitingFor string
+	// Fingerprint identifies what a Ready attempt deployed ("": the
+	// attempt applied nothing, the record keeps its fingerprint).
+	Fingerprint string
 }
 
 // FinishAttempt records how an attempt at sha ended, at now. If sha is
@@ -142,6 +145,9 @@ func FinishAttempt(cur Preview, sha string, f Finish, now time.Time) (Preview, e
 	case f.Outcome == OutcomeReady:
 		cur.Status, cur.DeployedSHA, cur.ReadyAt, cur.LastError, cur.NextAttemptAt = StatusReady, sha, now, "", time.Time{}
 		cur.Attempts = 0 // a later breakage starts a fresh budget
+		if f.Fingerprint != "" { // a verify keeps what the release was made of
+			cur.DeployedFingerprint = f.Fingerprint
+		}
 	case f.Outcome == OutcomeWaiting:
 		cur.Status, cur.LastError, cur.NextAttemptAt = StatusWaiting, f.Error, f.NextAttemptAt
 		cur.WaitingFor, cur.WaitingSince = f.WaitingFor, waitingSince
@@ -221,5 +227,6 @@ func MarkDeleted(cur Preview) (Preview, bool, error) {
 		return cur, false, fmt.Errorf("%w: preview is %s", ErrStale, cur.Status)
 	}
 	cur.Status, cur.DeployedSHA, cur.ReadyAt, cur.NextAttemptAt = StatusDeleted, "", time.Time{}, time.Time{}
+	cur.DeployedFingerprint = ""
 	return cur, true, nil
 }

@@ -2,10 +2,10 @@ package kube
 
 import (
 	"context"
-	"sort"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 

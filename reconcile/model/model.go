@@ -104,7 +104,7 @@ type Preview struct {
 	// DeployedFingerprint identifies the chart and settings of the last
 	// successful deploy ("" when unknown).
 	DeployedFingerprint string
-	Status      Status
+	Status              Status
 	// Attempts counts the failed deploy attempts at DesiredSHA since it was
 	// first seen, last Ready, or the PR was reopened: the retry budget used. Cancelled
 	// attempts (a newer SHA, a shutdown, a crash) do not count.

@@ -144,7 +144,7 @@ func FinishAttempt(cur Preview, sha string, f Finish, now time.Time) (Preview, e
 	switch {
 	case f.Outcome == OutcomeReady:
 		cur.Status, cur.DeployedSHA, cur.ReadyAt, cur.LastError, cur.NextAttemptAt = StatusReady, sha, now, "", time.Time{}
-		cur.Attempts = 0 // a later breakage starts a fresh budget
+		cur.Attempts = 0         // a later breakage starts a fresh budget
 		if f.Fingerprint != "" { // a verify keeps what the release was made of
 			cur.DeployedFingerprint = f.Fingerprint
 		}

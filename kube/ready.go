@@ -9,9 +9,13 @@ import (
 	"time"
 	"unicode/utf8"
 
+	kstatus "github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
@@ -25,6 +29,9 @@ const (
 	ReasonInvalidImageName           = "InvalidImageName"
 	ReasonCreateContainerConfigError = "CreateContainerConfigError"
 	ReasonTimeout                    = "Timeout"
+	// ReasonFailed: kstatus computed Failed for a StatefulSet, DaemonSet
+	// or Job (a Job past its backoffLimit, ...).
+	ReasonFailed = "Failed"
 )
 
 // failingWaits are container waiting reasons that will not resolve on
@@ -45,10 +52,14 @@ const (
 	revisionAnnotation  = "deployment.kubernetes.io/revision"
 )
 
-// NotReadyError says why a preview's Deployments did not become ready.
+// NotReadyError says why a preview's workloads did not become ready.
 type NotReadyError struct {
 	// Reason is one of the Reason* constants.
-	Reason     string
+	Reason string
+	// Kind is the workload's kind in lower case (deployment, statefulset,
+	// daemonset, job); "" means deployment.
+	Kind string
+	// Deployment is the name of the workload (of kind Kind).
 	Deployment string
 	// Pod and Container name the failing container, when one was found.
 	Pod       string
@@ -66,8 +77,15 @@ type NotReadyError struct {
 
 func (e *NotReadyError) Error() string {
 	var b strings.Builder
-	b.WriteString("deployment ")
-	b.WriteString(e.Deployment)
+	kind := e.Kind
+	if kind == "" {
+		kind = "deployment"
+	}
+	if e.Deployment == "" {
+		b.WriteString("workloads") // none was found (the lists failed)
+	} else {
+		b.WriteString(kind + " " + e.Deployment)
+	}
 	b.WriteString(" not ready: ")
 	b.WriteString(e.Reason)
 	if e.Container != "" {
@@ -102,7 +120,14 @@ func WithPoll(d time.Duration) ReadyOption {
 	return func(c *readyConfig) { c.poll = d }
 }
 
-// WaitReady waits until every Deployment in namespace matching selector
+// WaitReady waits until every workload in namespace matching selector is
+// Ready. For a Deployment that is the rule below; a StatefulSet, DaemonSet
+// or Job is Ready when kstatus (the library Helm 4's own wait uses) computes
+// Current for it (for a Job: complete), and fails when it computes Failed.
+// Pods of any of them waiting in a failing reason fail at once, as for a
+// Deployment.
+//
+// A Deployment in namespace matching selector
 // (a label selector such as app.kubernetes.io/instance=preview; "" means
 // all) is rolled out: observedGeneration is current, and the updated,
 // ready, available and total replica counts all equal spec.replicas (no
@@ -212,7 +237,117 @@ func checkReady(ctx context.Context, client kubernetes.Interface, namespace, sel
 			pending = &NotReadyError{Deployment: d.Name, Message: summary}
 		}
 	}
+	others, err := otherWorkloads(ctx, client, namespace, selector)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, w := range others {
+		res, err := kstatus.Compute(w.obj)
+		if err != nil {
+			return nil, nil, fmt.Errorf("computing the status of %s %s: %w", w.kind, w.name, err)
+		}
+		if w.job != nil {
+			// kstatus calls a started Job Current; a preview waits for
+			// its Jobs (a migration) to complete, as helm --wait-for-jobs.
+			res = jobStatus(w.job)
+		}
+		if res.Status == kstatus.CurrentStatus {
+			continue
+		}
+		pod, container, image, reason, msg, err := failingPod(ctx, client, namespace, w.name, w.selector, w.uid)
+		if err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case reason != "":
+			return nil, &NotReadyError{Reason: reason, Kind: w.kind, Deployment: w.name, Pod: pod, Container: container, Image: image, Message: msg}, nil
+		case res.Status == kstatus.FailedStatus:
+			return nil, &NotReadyError{Reason: ReasonFailed, Kind: w.kind, Deployment: w.name, Message: res.Message}, nil
+		case pending == nil:
+			pending = &NotReadyError{Kind: w.kind, Deployment: w.name, Message: res.Message}
+		}
+	}
 	return pending, nil, nil
+}
+
+// workload is a StatefulSet, DaemonSet or Job of the preview, for kstatus.
+type workload struct {
+	kind, name string
+	uid        types.UID
+	selector   *metav1.LabelSelector
+	obj        *unstructured.Unstructured
+	job        *batchv1.Job // set for a Job
+}
+
+// jobStatus is Current once the Job completed, Failed once it failed,
+// InProgress before.
+func jobStatus(j *batchv1.Job) *kstatus.Result {
+	for _, c := range j.Status.Conditions {
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case batchv1.JobComplete:
+			return &kstatus.Result{Status: kstatus.CurrentStatus, Message: "job completed"}
+		case batchv1.JobFailed:
+			return &kstatus.Result{Status: kstatus.FailedStatus, Message: strings.TrimSpace(c.Reason + ": " + c.Message)}
+		}
+	}
+	return &kstatus.Result{Status: kstatus.InProgressStatus, Message: fmt.Sprintf("job not complete: %d active, %d succeeded, %d failed",
+		j.Status.Active, j.Status.Succeeded, j.Status.Failed)}
+}
+
+// otherWorkloads lists the namespace's StatefulSets, DaemonSets and Jobs
+// (Deployments have their own, finer rule above), sorted by kind and name.
+func otherWorkloads(ctx context.Context, client kubernetes.Interface, namespace, selector string) ([]workload, error) {
+	opts := metav1.ListOptions{LabelSelector: selector}
+	var out []workload
+	add := func(kind string, o runtime.Object, meta metav1.Object, sel *metav1.LabelSelector) error {
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+		if err != nil {
+			return err
+		}
+		out = append(out, workload{kind: kind, name: meta.GetName(), uid: meta.GetUID(), selector: sel, obj: &unstructured.Unstructured{Object: u}})
+		return nil
+	}
+	sts, err := client.AppsV1().StatefulSets(namespace).List(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("listing statefulsets in %s: %w", namespace, err)
+	}
+	for i := range sts.Items {
+		s := &sts.Items[i]
+		s.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("StatefulSet"))
+		if err := add("statefulset", s, s, s.Spec.Selector); err != nil {
+			return nil, err
+		}
+	}
+	dss, err := client.AppsV1().DaemonSets(namespace).List(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("listing daemonsets in %s: %w", namespace, err)
+	}
+	for i := range dss.Items {
+		d := &dss.Items[i]
+		d.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("DaemonSet"))
+		if err := add("daemonset", d, d, d.Spec.Selector); err != nil {
+			return nil, err
+		}
+	}
+	jobs, err := client.BatchV1().Jobs(namespace).List(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("listing jobs in %s: %w", namespace, err)
+	}
+	for i := range jobs.Items {
+		j := &jobs.Items[i]
+		j.SetGroupVersionKind(batchv1.SchemeGroupVersion.WithKind("Job"))
+		if err := add("job", j, j, j.Spec.Selector); err != nil {
+			return nil, err
+		}
+		out[len(out)-1].job = j
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		return out[i].kind < out[j].kind || (out[i].kind == out[j].kind && out[i].name < out[j].name)
+	})
+	return out, nil
 }
 
 // deploymentReady applies the rollout rule and summarizes the counts.
@@ -260,15 +395,28 @@ func failingContainer(ctx context.Context, client kubernetes.Interface, d *appsv
 	if current == "" {
 		return "", "", "", "", "", nil
 	}
-	pods, err := client.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	return failingPod(ctx, client, d.Namespace, d.Name, d.Spec.Selector, current)
+}
+
+// failingPod finds a container of a pod controlled by owner (matching sel)
+// that waits for a reason in failingWaits.
+func failingPod(ctx context.Context, client kubernetes.Interface, namespace, of string, selector *metav1.LabelSelector, owner types.UID) (pod, container, image, reason, msg string, err error) {
+	if selector == nil || owner == "" {
+		return "", "", "", "", "", nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(selector)
 	if err != nil {
-		return "", "", "", "", "", fmt.Errorf("listing pods of %s: %w", d.Name, err)
+		return "", "", "", "", "", fmt.Errorf("%s selector: %w", of, err)
+	}
+	pods, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return "", "", "", "", "", fmt.Errorf("listing pods of %s: %w", of, err)
 	}
 	items := pods.Items
 	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
 	for i := range items {
 		p := &items[i]
-		if p.DeletionTimestamp != nil || !ownedBy(p.OwnerReferences, current) {
+		if p.DeletionTimestamp != nil || !ownedBy(p.OwnerReferences, owner) {
 			continue
 		}
 		statuses := append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -370,5 +371,33 @@ func TestWaitReadyContext(t *testing.T) {
 	var nre *NotReadyError
 	if errors.As(err, &nre) {
 		t.Error("a cancelled wait is not a NotReadyError")
+	}
+}
+
+// TestWaitReadyJobsAndDaemonSets: a failed Job fails the wait with its
+// condition's reason; a DaemonSet still rolling out keeps it waiting until
+// the timeout, naming it.
+func TestWaitReadyJobsAndDaemonSets(t *testing.T) {
+	failed := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "migrate", Namespace: testNS, UID: "job-1"},
+		Status: batchv1.JobStatus{Failed: 7, Conditions: []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue,
+			Reason: "BackoffLimitExceeded", Message: "Job has reached the specified backoff limit"}}}}
+	err := WaitReady(context.Background(), fake.NewClientset(failed), testNS, "", time.Second, WithPoll(10*time.Millisecond))
+	var nre *NotReadyError
+	if !errors.As(err, &nre) || nre.Reason != ReasonFailed || nre.Kind != "job" || !strings.Contains(nre.Message, "BackoffLimitExceeded") {
+		t.Fatalf("failed Job: %v", err)
+	}
+	if !strings.HasPrefix(err.Error(), "job migrate not ready: Failed") {
+		t.Errorf("message: %q", err)
+	}
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "agent", Namespace: testNS, UID: "ds-1", Generation: 1},
+		Status: appsv1.DaemonSetStatus{ObservedGeneration: 1, DesiredNumberScheduled: 2, UpdatedNumberScheduled: 1, NumberAvailable: 1, NumberReady: 1}}
+	err = WaitReady(context.Background(), fake.NewClientset(ds), testNS, "", 100*time.Millisecond, WithPoll(10*time.Millisecond))
+	if !errors.As(err, &nre) || nre.Reason != ReasonTimeout || nre.Kind != "daemonset" || nre.Deployment != "agent" {
+		t.Fatalf("rolling DaemonSet: %v", err)
+	}
+	done := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "seed", Namespace: testNS, UID: "job-2"},
+		Status: batchv1.JobStatus{Succeeded: 1, Conditions: []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}}}
+	if err := WaitReady(context.Background(), fake.NewClientset(done), testNS, "", time.Second, WithPoll(10*time.Millisecond)); err != nil {
+		t.Errorf("completed Job: %v", err)
 	}
 }

@@ -14,4 +14,6 @@ UPDATE previews p SET attempts = (
     SELECT count(*) FROM deploy_attempts a
     WHERE a.preview_id = p.id AND a.sha = p.desired_sha AND a.outcome = 'failed'
       AND a.started_at >= p.sha_first_seen_at)
-    WHERE p.status <> 'blocked';
+    WHERE p.status = 'failed';
+-- A preview that is not failed has used none of its budget.
+UPDATE previews SET attempts = 0 WHERE status NOT IN ('failed', 'blocked');

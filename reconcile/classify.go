@@ -198,12 +198,14 @@ func Classify(f Facts, o Options) Verdict {
 		f.Owned != nil && f.WorkloadsObserved && !f.Workloads.Ready:
 		return Verdict{StateBroken, "workloads not Ready any more: " + f.Workloads.NotReady}
 	case atSHA && row.Status == model.StatusReady && row.DeployedSHA == pr.SHA && rel.DeployedAt(pr.SHA) &&
-		f.Owned != nil && f.Fingerprint != "" && row.DeployedFingerprint != f.Fingerprint:
+		f.Owned != nil && f.Fingerprint != "" && row.DeployedFingerprint != "" && row.DeployedFingerprint != f.Fingerprint:
 		return Verdict{StateDrifted, "configuration changed"}
 	case atSHA && row.Status == model.StatusReady && row.DeployedSHA == pr.SHA && rel.DeployedAt(pr.SHA):
 		return Verdict{StateInSync, "release deployed at the head SHA and Ready"}
 	case atSHA && row.Status == model.StatusFailed && rel.DeployedAt(pr.SHA) && f.Owned != nil && f.WorkloadsObserved && f.Workloads.Ready &&
-		(row.NextAttemptAt.IsZero() || o.Now.Before(row.NextAttemptAt)):
+		(row.NextAttemptAt.IsZero() || o.Now.Before(row.NextAttemptAt)) && row.Attempts <= o.MaxAttempts:
+		// One verify past the budget at most: a recovery that does not
+		// hold (workloads the observation does not see) is not retried.
 		return Verdict{StateRecovered, "workloads Ready now"}
 	case live && row.Status == model.StatusBlocked:
 		return Verdict{StateUnblocked, "namespace no longer blocked"}
@@ -300,7 +302,7 @@ func passedChecks(row *model.Preview, sha string) bool {
 		return false
 	}
 	switch row.Status {
-	case model.StatusDeploying, model.StatusReady, model.StatusFailed, model.StatusBlocked:
+	case model.StatusDeploying, model.StatusReady, model.StatusFailed:
 		return true
 	case model.StatusWaiting:
 		return row.WaitingFor == model.WaitingForImage
@@ -319,9 +321,12 @@ func classifyChecks(f Facts, o Options) (v Verdict, gated bool) {
 		return Verdict{StateChecksUnknown, "checks could not be read (" + firstLine(f.Checks.Err.Error()) + "); not deployed"}, true
 	}
 	failed, waiting := evaluateChecks(p.WaitForChecks, f.Checks.Checks)
+	// The timeout counts from the start of the current wait for checks to
+	// finish: a failed check re-run later starts a new one.
 	since := o.Now
-	if r := f.Row; r != nil && r.DesiredSHA == f.PR.SHA && !r.SHAFirstSeenAt.IsZero() {
-		since = r.SHAFirstSeenAt
+	if r := f.Row; r != nil && r.DesiredSHA == f.PR.SHA && r.Status == model.StatusWaiting && r.WaitingFor == model.WaitingForChecks &&
+		!r.WaitingSince.IsZero() {
+		since = r.WaitingSince
 	}
 	switch {
 	case len(failed) == 1:
@@ -393,10 +398,12 @@ func deployAction(f Facts, v Verdict, o Options, kind Kind) Action {
 	a := Action{Kind: kind, State: v.State, Repo: f.Repo, Number: f.Number, Namespace: f.Namespace,
 		SHA: f.PR.SHA, PR: f.PR, Reason: v.Reason, Attempt: failed + 1}
 	if kind == KindDeploy {
-		a.Fingerprint = f.Fingerprint
-	}
-	if kind == KindDeploy {
 		a.FromSHA = f.Release.SHA
+	}
+	// What the deploy applies now; a verify of a release that ran before
+	// (broken, recovered) keeps the fingerprint recorded then.
+	if v.State != StateBroken && v.State != StateRecovered {
+		a.Fingerprint = f.Fingerprint
 	}
 	if a.Attempt < o.MaxAttempts && o.Backoff != nil {
 		a.RetryAfter = o.Backoff(a.Attempt)

@@ -66,7 +66,7 @@ func TestClassifyEveryState(t *testing.T) {
 		{StateChecksTimeout, func() Facts {
 			f := ci([]Check{{Name: "lint", State: "success"}}, nil)
 			f.Row = &model.Preview{Repo: "acme/ci", Number: 1, DesiredSHA: shaB, Status: model.StatusWaiting, WaitingFor: model.WaitingForChecks,
-				SHAFirstSeenAt: now.Add(-31 * time.Minute)}
+				SHAFirstSeenAt: now.Add(-2 * time.Hour), WaitingSince: now.Add(-31 * time.Minute)}
 			return f
 		}(), "acme/ci#1 wait    pr-ci-1 bbbbbbb (not deployed: checks did not finish within checks_timeout (30m0s): build (not reported yet))"},
 		{StateLocked, open(func(f *Facts) {
@@ -236,5 +236,73 @@ func TestChecksGate(t *testing.T) {
 	f.Checks = &ChecksRead{SHA: shaA, Checks: []Check{{Name: "a", State: "success"}}}
 	if v := Classify(f, o); v.State != StateChecksUnknown {
 		t.Errorf("checks of another SHA count: %s", v.State)
+	}
+}
+
+// TestReviewFindings: a blocked PR whose checks failed is not deployed
+// once the foreign namespace goes; a re-run long after the SHA was first
+// seen is not timed out; a recovery that does not hold is verified once
+// past the budget, not every cycle; a preview deployed before fingerprints
+// is not upgraded for it.
+func TestReviewFindings(t *testing.T) {
+	o := opts()
+	pr := &PR{Repo: "acme/ci", Number: 1, SHA: shaB}
+	f := Facts{Repo: "acme/ci", Number: 1, PR: pr, RepoComplete: true, ClusterComplete: true, Namespace: "pr-ci-1",
+		Row:    &model.Preview{Repo: "acme/ci", Number: 1, DesiredSHA: shaB, Status: model.StatusBlocked},
+		Checks: &ChecksRead{SHA: shaB, Checks: []Check{{Name: "build", State: "failure"}, {Name: "lint", State: "success"}}}}
+	if v := Classify(f, o); v.State != StateChecksFailed {
+		t.Errorf("unblocked with a failed check: %s", v.State)
+	}
+	f.Row = &model.Preview{Repo: "acme/ci", Number: 1, DesiredSHA: shaB, Status: model.StatusWaiting, WaitingFor: model.WaitingForRerun,
+		SHAFirstSeenAt: now.Add(-3 * time.Hour), WaitingSince: now.Add(-time.Hour)}
+	f.Checks = &ChecksRead{SHA: shaB, Checks: []Check{{Name: "build", State: "queued"}, {Name: "lint", State: "success"}}}
+	if v := Classify(f, o); v.State != StateChecksPending {
+		t.Errorf("a re-run queued 3 h after the SHA: %s (%s)", v.State, v.Reason)
+	}
+	ns := &model.Namespace{Name: "pr-web-1", Repo: "acme/web", Number: 1}
+	g := Facts{Repo: "acme/web", Number: 1, PR: &PR{Repo: "acme/web", Number: 1, SHA: shaB}, RepoComplete: true, ClusterComplete: true,
+		Namespace: "pr-web-1", Owned: ns, Release: model.Release{Exists: true, Status: "deployed", SHA: shaB},
+		Workloads: model.Workloads{Ready: true}, WorkloadsObserved: true,
+		Row: &model.Preview{Repo: "acme/web", Number: 1, DesiredSHA: shaB, Status: model.StatusFailed, Attempts: o.MaxAttempts + 1}}
+	if v := Classify(g, o); v.State == StateRecovered {
+		t.Error("a recovery past the budget is verified again")
+	}
+	g.Row = &model.Preview{Repo: "acme/web", Number: 1, DesiredSHA: shaB, DeployedSHA: shaB, Status: model.StatusReady}
+	g.Fingerprint = "now"
+	if v := Classify(g, o); v.State != StateInSync {
+		t.Errorf("a preview without a recorded fingerprint: %s", v.State)
+	}
+}
+
+// TestDriftRollsOutAtTheSlotsPace: a configuration change plans at most
+// MaxParallel upgrades per cycle; the rest wait, named in the skips.
+func TestDriftRollsOutAtTheSlotsPace(t *testing.T) {
+	o := opts()
+	o.MaxParallel = 2
+	o.Digests = map[string]string{"acme/web": "settings-v2"}
+	obs := Observation{Repos: []RepoObservation{{Repo: "acme/web", Complete: true}}, Charts: map[string]string{"acme/web": "chart"},
+		Cluster: model.ClusterObservation{Complete: true, Owned: map[string]model.Namespace{}, Releases: map[string]model.Release{}}}
+	for n := 1; n <= 5; n++ {
+		ns := nsFor("acme/web", n)
+		obs.Repos[0].Open = append(obs.Repos[0].Open, open(n, shaA))
+		obs.Cluster.Owned[ns] = model.Namespace{Name: ns, Repo: "acme/web", Number: n}
+		obs.Cluster.Releases[ns] = model.Release{Exists: true, Status: "deployed", SHA: shaA}
+		obs.Previews = append(obs.Previews, model.Preview{Repo: "acme/web", Number: n, Namespace: ns, DesiredSHA: shaA, DeployedSHA: shaA,
+			Status: model.StatusReady, DeployedFingerprint: "old"})
+	}
+	res := Plan(obs, o)
+	queued := 0
+	for _, s := range res.Skipped {
+		if s.State == StateDrifted && strings.Contains(s.Reason, "upgrade queued") {
+			queued++
+		}
+	}
+	if len(res.Actions) != 2 || queued != 3 {
+		t.Fatalf("actions %q, %d queued; want 2 upgrades now and 3 queued", lines(res), queued)
+	}
+	for _, a := range res.Actions {
+		if a.Reason != "configuration changed" || a.Fingerprint != Fingerprint("settings-v2", "chart") {
+			t.Errorf("upgrade %s carries fingerprint %q", a, a.Fingerprint)
+		}
 	}
 }

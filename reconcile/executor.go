@@ -341,11 +341,7 @@ func merge(dst, src map[string]any) {
 // retry the plan scheduled.
 func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error {
 	key := a.Key()
-	branch, title := "", ""
-	if a.PR != nil {
-		branch, title = a.PR.Branch, a.PR.Title
-	}
-	row, err := e.st.RecordOpen(ctx, key, model.Open{Namespace: a.Namespace, Branch: branch, Title: title, SHA: a.SHA, Now: e.d.Now()})
+	row, err := e.recordOpen(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -359,8 +355,12 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 	}
 	// The "deploying" comment does not hold up the deploy: GitHub
 	// mutations are spaced (secondary limits), and a burst of new PRs
-	// would otherwise start one per spacing interval.
-	e.commentAsync(ctx, key)
+	// would otherwise start one per spacing interval. A verify (a look at
+	// readiness) and a drift upgrade keep the comment as it is: a blip
+	// that heals costs no comment write.
+	if a.Kind == KindDeploy && a.State != StateDrifted {
+		e.commentAsync(ctx, key)
+	}
 	started := e.d.Now()
 	log.Info("deploying", "attempt", a.Attempt, "of", e.s.MaxAttempts, "reason", a.Reason)
 	err = e.withSlot(ctx, func() error { return e.attempt(ctx, log, a) })
@@ -378,7 +378,11 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 			return err
 		}
 		e.d.Metrics.deployFinished("ready", now.Sub(started))
-		if p, ok, _ := e.st.Get(ctx, key); ok && !p.SHAFirstSeenAt.IsZero() {
+		// Deploy latency is head SHA first seen → Ready; a verify of a
+		// preview that ran before, or an upgrade for a configuration
+		// change, is not a deploy of a new SHA.
+		if p, ok, _ := e.st.Get(ctx, key); ok && !p.SHAFirstSeenAt.IsZero() &&
+			a.State != StateBroken && a.State != StateRecovered && a.State != StateDrifted {
 			e.d.Metrics.observeLatency(now.Sub(p.SHAFirstSeenAt))
 		}
 		log.Info("preview ready", "took", now.Sub(started).Round(time.Millisecond))
@@ -450,6 +454,15 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 	return err
 }
 
+// recordOpen records the open PR an action is for (model.RecordOpen).
+func (e *Executor) recordOpen(ctx context.Context, a Action) (model.Preview, error) {
+	o := model.Open{Namespace: a.Namespace, SHA: a.SHA, Now: e.d.Now()}
+	if a.PR != nil {
+		o.Branch, o.Title = a.PR.Branch, a.PR.Title
+	}
+	return e.st.RecordOpen(ctx, a.Key(), o)
+}
+
 // blockedMessage is what the PR says about a namespace previewd does not
 // own.
 func blockedMessage(ns string) string {
@@ -498,12 +511,8 @@ func (e *Executor) attempt(ctx context.Context, log *slog.Logger, a Action) erro
 // wait records that the PR's head SHA is not deployed yet and why (the
 // plan's reason: which checks), and says so on the PR.
 func (e *Executor) wait(ctx context.Context, log *slog.Logger, a Action) error {
-	branch, title := "", ""
-	if a.PR != nil {
-		branch, title = a.PR.Branch, a.PR.Title
-	}
 	now := e.d.Now()
-	if _, err := e.st.RecordOpen(ctx, a.Key(), model.Open{Namespace: a.Namespace, Branch: branch, Title: title, SHA: a.SHA, Now: now}); err != nil {
+	if _, err := e.recordOpen(ctx, a); err != nil {
 		return err
 	}
 	log.Info("not deployed yet", "waiting_for", a.WaitingFor, "reason", a.Reason, "final", a.Final)
@@ -514,11 +523,7 @@ func (e *Executor) wait(ctx context.Context, log *slog.Logger, a Action) error {
 }
 
 func (e *Executor) blocked(ctx context.Context, log *slog.Logger, a Action) error {
-	branch, title := "", ""
-	if a.PR != nil {
-		branch, title = a.PR.Branch, a.PR.Title
-	}
-	if _, err := e.st.RecordOpen(ctx, a.Key(), model.Open{Namespace: a.Namespace, Branch: branch, Title: title, SHA: a.SHA, Now: e.d.Now()}); err != nil {
+	if _, err := e.recordOpen(ctx, a); err != nil {
 		return err
 	}
 	log.Warn("preview blocked: namespace exists and is not owned by previewd; leaving it untouched")

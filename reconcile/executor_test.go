@@ -443,3 +443,26 @@ func TestExecutorWaitsForTheImageUntilImageWaitEnds(t *testing.T) {
 		t.Errorf("a sidecar's pull failure: %s attempts %d", p.Status, p.Attempts)
 	}
 }
+
+// TestLoopKeepsEveryScheduledRetry: a later retry is not lost when an
+// earlier one is taken; run --once ignores looks for an image.
+func TestLoopKeepsEveryScheduledRetry(t *testing.T) {
+	l, err := NewLoop(&fakeGitHub{}, &fakeCluster{}, nil, nil, settings(1), LoopOptions{NamespaceFor: nsFor}, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	l.retryScheduled(t0.Add(2*time.Second), false)
+	l.retryScheduled(t0.Add(time.Second), false)
+	l.retryScheduled(t0.Add(500*time.Millisecond), true)
+	if got := l.nextRetry(false); !got.Equal(t0.Add(time.Second)) {
+		t.Errorf("next retry %v", got.Sub(t0))
+	}
+	if got := l.nextRetry(true); !got.Equal(t0.Add(500 * time.Millisecond)) {
+		t.Errorf("next retry or look %v", got.Sub(t0))
+	}
+	l.dropDue(t0.Add(time.Second), false)
+	if got := l.nextRetry(true); !got.Equal(t0.Add(2 * time.Second)) {
+		t.Errorf("after the first retry ran: next %v, want the later retry kept", got.Sub(t0))
+	}
+}

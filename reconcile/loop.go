@@ -47,11 +47,11 @@ type Loop struct {
 	mu      sync.Mutex
 	cycling sync.Mutex
 	lastOK  time.Time
-	// retryAt is the earliest retry a failed attempt scheduled, waitAt
-	// the earliest look again for a missing image; wake is signalled when
-	// either moves earlier.
-	retryAt, waitAt time.Time
-	wake            chan struct{}
+	// retries are the times of the retries failed attempts scheduled,
+	// waits those of the looks again for a missing image, until they are
+	// due; wake is signalled when one is added.
+	retries, waits []time.Time
+	wake           chan struct{}
 }
 
 // NewLoop wires a loop from validated settings; ex may be nil for a loop
@@ -76,34 +76,58 @@ func NewLoop(gh GitHub, cl Cluster, st Store, ex *Executor, s Settings, o LoopOp
 // then, and the plan decides.
 func (l *Loop) retryScheduled(at time.Time, wait bool) {
 	l.mu.Lock()
-	t := &l.retryAt
 	if wait {
-		t = &l.waitAt
-	}
-	earlier := t.IsZero() || at.Before(*t)
-	if earlier {
-		*t = at
+		l.waits = append(l.waits, at)
+	} else {
+		l.retries = append(l.retries, at)
 	}
 	l.mu.Unlock()
-	if earlier {
-		select {
-		case l.wake <- struct{}{}:
-		default:
-		}
+	select {
+	case l.wake <- struct{}{}:
+	default:
 	}
 }
 
-// takeRetry returns and clears the earliest scheduled retry (looks for a
-// missing image included when waits is set; they are cleared either way).
-func (l *Loop) takeRetry(waits bool) time.Time {
+// nextRetry is the earliest scheduled retry (and look for an image, with
+// waits); zero when none.
+func (l *Loop) nextRetry(waits bool) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	t := l.retryAt
-	if waits && !l.waitAt.IsZero() && (t.IsZero() || l.waitAt.Before(t)) {
-		t = l.waitAt
+	var next time.Time
+	consider := func(ts []time.Time) {
+		for _, t := range ts {
+			if next.IsZero() || t.Before(next) {
+				next = t
+			}
+		}
 	}
-	l.retryAt, l.waitAt = time.Time{}, time.Time{}
-	return t
+	consider(l.retries)
+	if waits {
+		consider(l.waits)
+	}
+	return next
+}
+
+// dropDue forgets the scheduled times not after t (the cycle about to run
+// plans them), and every look for an image when waits is false.
+func (l *Loop) dropDue(t time.Time, waits bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	keep := func(ts []time.Time) []time.Time {
+		out := ts[:0]
+		for _, x := range ts {
+			if x.After(t) {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	l.retries = keep(l.retries)
+	if waits {
+		l.waits = keep(l.waits)
+	} else {
+		l.waits = nil
+	}
 }
 
 // Observe reads GitHub, PostgreSQL and the cluster. It writes nothing.
@@ -285,13 +309,13 @@ func (l *Loop) Cycle(ctx context.Context) (Result, error) {
 // retry; the errors are those of the last cycle. It does not wait for an
 // image CI has not pushed yet: that preview is left waiting.
 func (l *Loop) RunOnce(ctx context.Context) error {
-	l.takeRetry(true)
+	l.dropDue(l.d.Now(), false)
 	for {
 		_, err := l.Cycle(ctx)
 		if l.ex != nil {
 			err = errors.Join(err, l.ex.Wait())
 		}
-		at := l.takeRetry(false)
+		at := l.nextRetry(false)
 		if at.IsZero() || ctx.Err() != nil {
 			return err
 		}
@@ -302,32 +326,31 @@ func (l *Loop) RunOnce(ctx context.Context) error {
 			t.Stop()
 			return errors.Join(err, ctx.Err())
 		}
+		l.dropDue(l.d.Now(), false)
 	}
 }
 
-// runRetries cycles when a retry that a failed attempt scheduled is due,
-// between the interval's cycles.
+// runRetries cycles when a retry (or a look for an image) that an attempt
+// scheduled is due, between the interval's cycles.
 func (l *Loop) runRetries(ctx context.Context, job func()) {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
+	arm := func() {
+		if next := l.nextRetry(true); !next.IsZero() {
+			t.Reset(time.Until(next))
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-l.wake:
-			l.mu.Lock()
-			at := l.retryAt
-			if !l.waitAt.IsZero() && (at.IsZero() || l.waitAt.Before(at)) {
-				at = l.waitAt
-			}
-			l.mu.Unlock()
-			if !at.IsZero() {
-				t.Reset(time.Until(at))
-			}
+			arm()
 		case <-t.C:
-			l.takeRetry(true)
+			l.dropDue(l.d.Now(), true)
 			job()
+			arm()
 		}
 	}
 }

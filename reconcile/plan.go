@@ -80,7 +80,10 @@ type Options struct {
 	// ImageRecheck is when to look again for an image waited for since
 	// waited ago.
 	ImageRecheck func(waited time.Duration) time.Duration
-	Policies     map[string]RepoPolicy // by repo name
+	// MaxParallel bounds the upgrades for a configuration change planned
+	// in one cycle (0: no bound).
+	MaxParallel int
+	Policies    map[string]RepoPolicy // by repo name
 	// Digests identify each repository's value-producing settings (by
 	// repo name); with the observed chart digest they make the deploy
 	// fingerprint.
@@ -91,9 +94,6 @@ type Options struct {
 	// calls for; a differing stored hash plans a comment action.
 	CommentHash func(p model.Preview) string
 }
-
-// BlockedText is in the error of a preview blocked by a foreign namespace.
-const BlockedText = "is not managed by previewd"
 
 // Kind is what an action does.
 type Kind string
@@ -215,6 +215,7 @@ func Plan(obs Observation, opts Options) Result {
 			res.Skipped = append(res.Skipped, Skip{Repo: ro.Repo, Reason: fmt.Sprintf("GitHub observation incomplete (%v): no deletion planned", ro.Err)})
 		}
 	}
+	res = capDrift(res, opts.MaxParallel)
 	res.Actions = append(res.Actions, commentRepairs(obs.Previews, res.Actions, opts)...)
 	sortActions(res.Actions)
 	slices.SortStableFunc(res.Skipped, func(a, b Skip) int {
@@ -302,6 +303,30 @@ func facts(obs Observation, opts Options) []Facts {
 		}
 	}
 	return out
+}
+
+// capDrift keeps at most max upgrades for a configuration change in one
+// plan (the rest are skipped and planned by later cycles), so that a chart
+// or values change rolls out at the pace of the deploy slots instead of
+// queueing every preview at once ahead of new pushes.
+func capDrift(res Result, max int) Result {
+	if max <= 0 {
+		return res
+	}
+	n := 0
+	kept := res.Actions[:0]
+	for _, a := range res.Actions {
+		if a.State == StateDrifted {
+			if n++; n > max {
+				res.Skipped = append(res.Skipped, Skip{Repo: a.Repo, Number: a.Number, State: a.State,
+					Reason: fmt.Sprintf("configuration changed; upgrade queued (at most %d per cycle)", max)})
+				continue
+			}
+		}
+		kept = append(kept, a)
+	}
+	res.Actions = kept
+	return res
 }
 
 // Fingerprint identifies a deploy by the repository's settings digest and

@@ -113,5 +113,5 @@ func (s Settings) PlanOptions(now time.Time, namespaceFor func(string, int) stri
 		digests[r.Name] = r.Digest
 	}
 	return Options{Now: now, MaxAttempts: s.MaxAttempts, DeployTimeout: s.DeployTimeout, Backoff: s.Backoff,
-		ImageRecheck: s.ImageRecheck, Policies: policies, Digests: digests, NamespaceFor: namespaceFor, CommentHash: commentHash}
+		ImageRecheck: s.ImageRecheck, MaxParallel: s.MaxParallel, Policies: policies, Digests: digests, NamespaceFor: namespaceFor, CommentHash: commentHash}
 }

@@ -197,6 +197,7 @@ func Block(cur Preview, sha, msg string) (Preview, error) {
 		return cur, fmt.Errorf("%w: preview is %s", ErrStale, cur.Status)
 	}
 	cur.Status, cur.LastError, cur.NextAttemptAt = StatusBlocked, msg, time.Time{}
+	cur.WaitingFor, cur.WaitingSince = "", time.Time{}
 	return cur, nil
 }
 

@@ -96,6 +96,13 @@ docs/rbac.md says what fails without it.
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
   verbs: [get, create, patch, delete]
+# Readiness of the other workload kinds a chart may install (kstatus).
+- apiGroups: [apps]
+  resources: [statefulsets, daemonsets]
+  verbs: [list]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [list]
 # Readiness failure diagnosis: the current rollout's ReplicaSet ...
 - apiGroups: [apps]
   resources: [replicasets]

@@ -255,7 +255,7 @@ func (e *Env) Token() string { return e.Getenv("TEST_GH_TOKEN") }
 // control plane's logs when a test failed. Use it as TestMain.
 func Main(m *testing.M) {
 	kube.UseFieldManager()
-	code := leak.After(m.Run())
+	code := m.Run()
 	testbed.StopShared(code)
 	if err := pgtest.Shutdown(); err != nil {
 		fmt.Fprintln(os.Stderr, "pgtest:", err)
@@ -263,5 +263,6 @@ func Main(m *testing.M) {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	// After the control plane's and PostgreSQL's process watchers ended.
+	os.Exit(leak.After(code))
 }

@@ -68,14 +68,15 @@ type server struct {
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 func Main(m *testing.M) {
-	code := leak.After(m.Run())
+	code := m.Run()
 	if err := shutdown(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		if code == 0 {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	// After a throwaway server's process watcher ended.
+	os.Exit(leak.After(code))
 }
 
 // Shutdown stops the throwaway server of this test binary, if any. Main

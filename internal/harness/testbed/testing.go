@@ -28,9 +28,10 @@ var shared struct {
 // Main runs a package's tests and stops the control plane that Kube started
 // for them, if any. Call it from TestMain: func TestMain(m *testing.M) { testbed.Main(m) }.
 func Main(m *testing.M) {
-	code := leak.After(m.Run())
+	code := m.Run()
 	StopShared(code)
-	os.Exit(code)
+	// After the control plane's process watchers have ended.
+	os.Exit(leak.After(code))
 }
 
 // StopShared stops the control plane Kube started, keeping its logs when

@@ -149,7 +149,14 @@ func FinishAttempt(cur Preview, sha string, f Finish, now time.Time) (Preview, e
 			cur.DeployedFingerprint = f.Fingerprint
 		}
 	case f.Outcome == OutcomeWaiting:
-		cur.Status, cur.LastError, cur.NextAttemptAt = StatusWaiting, f.Error, f.NextAttemptAt
+		msg := f.Error
+		if waitingSince.Before(now) && cur.LastError != "" {
+			// Still waiting for the same thing: keep the first message, so
+			// that the PR comment is not rewritten on every look (a
+			// kubelet alternates ErrImagePull and ImagePullBackOff).
+			msg = cur.LastError
+		}
+		cur.Status, cur.LastError, cur.NextAttemptAt = StatusWaiting, msg, f.NextAttemptAt
 		cur.WaitingFor, cur.WaitingSince = f.WaitingFor, waitingSince
 	case f.Outcome == OutcomeFailed && f.Blocked:
 		cur.Status, cur.LastError, cur.NextAttemptAt = StatusBlocked, f.Error, time.Time{}

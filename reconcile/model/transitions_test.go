@@ -164,8 +164,8 @@ func TestWaitingForTheImage(t *testing.T) {
 	}
 	// A second look that still finds nothing keeps the start of the wait.
 	again, _ := StartAttempt(w, "aaa", at(20))
-	w2, _ := FinishAttempt(again, "aaa", Finish{Outcome: OutcomeWaiting, WaitingFor: WaitingForImage, Error: "not found", NextAttemptAt: at(50)}, at(21))
-	if !w2.WaitingSince.Equal(at(5)) || w2.Attempts != 0 {
+	w2, _ := FinishAttempt(again, "aaa", Finish{Outcome: OutcomeWaiting, WaitingFor: WaitingForImage, Error: "ErrImagePull: not found", NextAttemptAt: at(50)}, at(21))
+	if !w2.WaitingSince.Equal(at(5)) || w2.Attempts != 0 || w2.LastError != "not found" || !w2.NextAttemptAt.Equal(at(50)) {
 		t.Errorf("second wait: %+v", w2)
 	}
 	// The image arrives: ready, the wait is over.

@@ -59,7 +59,7 @@ cluster-down: ## stop the control plane started by cluster-up
 BENCH_REPOS ?= 100
 BENCH_PRS ?= 10
 BENCH_OUT := $(BIN)/bench
-bench: kube-bins build ## Go benchmarks vs their baseline (benchstat), then every scenario of BENCHMARKS.md on the real parts (~21 min), then the scenarios' report
+bench: kube-bins build ## Go benchmarks vs their baseline (benchstat), then every scenario of BENCHMARKS.md on the real parts (scenarios ~21 min), then the scenarios' report
 	@mkdir -p $(BENCH_OUT)
 	@git show HEAD:bench/results.json > $(BENCH_OUT)/baseline.json 2>/dev/null || cp bench/results.json $(BENCH_OUT)/baseline.json
 	@$(MAKE) --no-print-directory bench-go

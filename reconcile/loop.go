@@ -219,13 +219,19 @@ func (l *Loop) chartDigests() map[string]string {
 		return nil
 	}
 	out := make(map[string]string, len(l.s.Repos))
+	byChart := map[string]string{} // repositories often share one chart
 	for _, r := range l.s.Repos {
+		if d, ok := byChart[r.Chart]; ok {
+			out[r.Name] = d
+			continue
+		}
 		d, err := l.o.ChartDigest(r.Chart)
 		if err != nil {
 			l.log.Warn("reading the chart failed; configuration drift is not planned for this repository", "repo", r.Name, "err", l.d.Redact(err.Error()))
 			continue
 		}
 		out[r.Name] = d
+		byChart[r.Chart] = d
 	}
 	return out
 }

@@ -102,6 +102,10 @@ const (
 	StateUnconfirmed State = "unconfirmed"
 )
 
+// rechecksRunning reports the states whose action verifies a release that
+// was Ready before (not a deploy of what the plan wants now).
+func (s State) rechecksRunning() bool { return s == StateBroken || s == StateRecovered }
+
 // Facts is everything one cycle observed about one pull request.
 type Facts struct {
 	Repo   string
@@ -402,7 +406,7 @@ func deployAction(f Facts, v Verdict, o Options, kind Kind) Action {
 	}
 	// What the deploy applies now; a verify of a release that ran before
 	// (broken, recovered) keeps the fingerprint recorded then.
-	if v.State != StateBroken && v.State != StateRecovered {
+	if !v.State.rechecksRunning() {
 		a.Fingerprint = f.Fingerprint
 	}
 	if a.Attempt < o.MaxAttempts && o.Backoff != nil {

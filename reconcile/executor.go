@@ -382,7 +382,7 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 		// preview that ran before, or an upgrade for a configuration
 		// change, is not a deploy of a new SHA.
 		if p, ok, _ := e.st.Get(ctx, key); ok && !p.SHAFirstSeenAt.IsZero() &&
-			a.State != StateBroken && a.State != StateRecovered && a.State != StateDrifted {
+			!a.State.rechecksRunning() && a.State != StateDrifted {
 			e.d.Metrics.observeLatency(now.Sub(p.SHAFirstSeenAt))
 		}
 		log.Info("preview ready", "took", now.Sub(started).Round(time.Millisecond))

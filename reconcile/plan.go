@@ -247,14 +247,17 @@ func facts(obs Observation, opts Options) []Facts {
 	for _, ro := range obs.Repos {
 		total += len(ro.Open) + len(ro.Closed) + len(ro.Unconfirmed)
 	}
+	// own joins the PR's own namespace, its release and its workloads.
+	own := func(f *Facts, o *model.Namespace) {
+		f.Owned, f.Release = o, obs.Cluster.Releases[o.Name]
+		f.Workloads, f.WorkloadsObserved = obs.Cluster.Workloads[o.Name]
+	}
 	base := func(repo string, number int, complete bool) Facts {
 		k := model.Key{Repo: repo, Number: number}
 		f := Facts{Repo: repo, Number: number, RepoComplete: complete, ClusterComplete: obs.Cluster.Complete,
 			Row: rows[k], Namespace: opts.NamespaceFor(repo, number)}
 		if o, ok := ownedByKey[k]; ok {
-			f.Owned = o
-			f.Release = obs.Cluster.Releases[o.Name]
-			f.Workloads, f.WorkloadsObserved = obs.Cluster.Workloads[o.Name]
+			own(&f, o)
 		}
 		return f
 	}
@@ -275,8 +278,7 @@ func facts(obs Observation, opts Options) []Facts {
 					// Ours, but another repository's or PR's (same name).
 					f.Foreign = true
 				} else if f.Owned == nil {
-					f.Owned, f.Release = o, obs.Cluster.Releases[o.Name]
-					f.Workloads, f.WorkloadsObserved = obs.Cluster.Workloads[o.Name]
+					own(&f, o)
 				}
 			}
 			if f.Foreign {

@@ -77,15 +77,24 @@ func (p *Preview) wantSHA(sha string, now time.Time) {
 	p.WaitingFor, p.WaitingSince = "", time.Time{}
 }
 
+// wants returns ErrStale unless sha is the desired SHA of a preview whose
+// PR is not being deleted: the precondition of every write about sha.
+func (p Preview) wants(sha string) error {
+	if p.DesiredSHA != sha {
+		return fmt.Errorf("%w: desired SHA is %s", ErrStale, p.DesiredSHA)
+	}
+	if p.Status == StatusDeleting || p.Status == StatusDeleted {
+		return fmt.Errorf("%w: preview is %s", ErrStale, p.Status)
+	}
+	return nil
+}
+
 // StartAttempt records that a deploy of sha starts at now: the preview
 // becomes deploying. It returns ErrStale if sha is not the desired SHA or
 // the PR is being deleted.
 func StartAttempt(cur Preview, sha string, now time.Time) (Preview, error) {
-	if cur.DesiredSHA != sha {
-		return cur, fmt.Errorf("%w: desired SHA is %s", ErrStale, cur.DesiredSHA)
-	}
-	if cur.Status == StatusDeleting || cur.Status == StatusDeleted {
-		return cur, fmt.Errorf("%w: preview is %s", ErrStale, cur.Status)
+	if err := cur.wants(sha); err != nil {
+		return cur, err
 	}
 	cur.Status, cur.DeployStartedAt, cur.NextAttemptAt = StatusDeploying, now, time.Time{}
 	return cur, nil
@@ -175,11 +184,8 @@ func FinishAttempt(cur Preview, sha string, f Finish, now time.Time) (Preview, e
 // attempt, no retry, until a new SHA. It returns ErrStale if sha is not
 // desired or the PR is being deleted.
 func Hold(cur Preview, sha, waitingFor, msg string, final bool, now time.Time) (Preview, error) {
-	if cur.DesiredSHA != sha {
-		return cur, fmt.Errorf("%w: desired SHA is %s", ErrStale, cur.DesiredSHA)
-	}
-	if cur.Status == StatusDeleting || cur.Status == StatusDeleted {
-		return cur, fmt.Errorf("%w: preview is %s", ErrStale, cur.Status)
+	if err := cur.wants(sha); err != nil {
+		return cur, err
 	}
 	if final {
 		cur.Status, cur.LastError, cur.NextAttemptAt = StatusFailed, msg, time.Time{}
@@ -197,11 +203,8 @@ func Hold(cur Preview, sha, waitingFor, msg string, final bool, now time.Time) (
 // previewd's: the preview at sha is blocked, msg says why. It returns
 // ErrStale if sha is not desired or the PR is being deleted.
 func Block(cur Preview, sha, msg string) (Preview, error) {
-	if cur.DesiredSHA != sha {
-		return cur, fmt.Errorf("%w: desired SHA is %s", ErrStale, cur.DesiredSHA)
-	}
-	if cur.Status == StatusDeleting || cur.Status == StatusDeleted {
-		return cur, fmt.Errorf("%w: preview is %s", ErrStale, cur.Status)
+	if err := cur.wants(sha); err != nil {
+		return cur, err
 	}
 	cur.Status, cur.LastError, cur.NextAttemptAt = StatusBlocked, msg, time.Time{}
 	cur.WaitingFor, cur.WaitingSince = "", time.Time{}

@@ -77,6 +77,7 @@ type Client struct {
 	gh      *gh.Client   // builds requests (base URL, headers); never sends
 	http    *http.Client // cache → observe → auth → base
 	appHTTP *http.Client // App JWT requests (GET /app); nil for tokens
+	archive *http.Client // repository archives: observe → auth → base, no cache
 	base    *http.Transport
 	log     *slog.Logger
 

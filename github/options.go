@@ -32,6 +32,9 @@ const (
 	DefaultRetryBackoff    = 200 * time.Millisecond
 )
 
+// archiveTimeout bounds the download of one repository archive.
+const archiveTimeout = 5 * time.Minute
+
 // Options configures a Client. Set exactly one of Token and App.
 type Options struct {
 	// BaseURL is the REST API root: DefaultBaseURL when empty, or
@@ -171,6 +174,10 @@ func New(opts Options) (*Client, error) {
 		},
 		Timeout: timeout,
 	}
+	// Repository archives: not cached (each is read once per commit and
+	// may be large), redirects followed (the credential is added for the
+	// API's host only).
+	c.archive = &http.Client{Transport: &observe{next: auth, m: m}, Timeout: archiveTimeout}
 	// After every check, so that a failed New leaves the registry as it was.
 	if err := m.register(opts.Registerer); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,8 @@ type Cluster struct {
 	Client     kubernetes.Interface
 	Namespaces *Namespaces
 	Releases   *Releases
+	// Charts loads each deploy's chart; nil loads chart directories only.
+	Charts *Charts
 	// Records, if set, lets Observe re-read (and decode) a namespace's
 	// release only when its Helm records changed since the last cycle;
 	// without it every release is read every cycle.
@@ -168,8 +171,21 @@ func (c *Cluster) EnsureNamespace(ctx context.Context, ns, repo string, number i
 }
 
 // Apply installs or upgrades the preview release.
-func (c *Cluster) Apply(ctx context.Context, ns, chart string, values map[string]any, timeout time.Duration) error {
-	_, err := c.Releases.InstallOrUpgrade(ctx, InstallRequest{Namespace: ns, Name: ReleaseName, ChartPath: chart, Values: values, Timeout: timeout})
+func (c *Cluster) Apply(ctx context.Context, ns string, ref model.ChartRef, values map[string]any, timeout time.Duration) error {
+	charts := c.Charts
+	if charts == nil {
+		charts = &Charts{}
+	}
+	ch, err := charts.Load(ctx, ref)
+	if err != nil {
+		return err
+	}
+	_, err = c.Releases.InstallOrUpgrade(ctx, InstallRequest{Namespace: ns, Name: ReleaseName, Chart: ch, Values: values, Timeout: timeout})
+	if err != nil && !errors.Is(err, model.ErrLocked) && ctx.Err() == nil && renderFailure(err) {
+		// The chart was loaded and Helm could not render or apply what it
+		// describes: the chart's problem, reported on the PR.
+		return &ChartError{Ref: ref, Err: err}
+	}
 	if errors.Is(err, model.ErrLocked) {
 		rel, gerr := c.Releases.Get(ctx, ns, ReleaseName)
 		if gerr != nil {
@@ -246,4 +262,17 @@ func (c *Cluster) Delete(ctx context.Context, ns string) error {
 		}
 	}
 	return c.Namespaces.Delete(ctx, ns)
+}
+
+// renderFailure tells a Helm error about the chart's templates or the
+// objects they describe (which a new commit of the chart fixes) from a
+// failure to reach the cluster.
+func renderFailure(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{"parse error", "execution error", "template:", "unable to build kubernetes objects", "error converting YAML", "values don't meet the specifications of the schema"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }

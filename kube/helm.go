@@ -50,6 +50,9 @@ func lockedStatus(s rcommon.Status) bool {
 type InstallRequest struct {
 	Namespace string
 	Name      string
+	// Chart is the chart to install, loaded for this operation alone
+	// (Helm changes it while installing); if nil, ChartPath is loaded.
+	Chart *chart.Chart
 	// ChartPath is a chart directory or packaged .tgz; it is loaded anew
 	// for every operation.
 	ChartPath string
@@ -154,8 +157,8 @@ func (r *Releases) Get(ctx context.Context, namespace, name string) (model.Relea
 // next call can upgrade without Unlock.
 func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (model.Release, error) {
 	none := model.Release{Name: req.Name, Namespace: req.Namespace}
-	if req.Namespace == "" || req.Name == "" || req.ChartPath == "" {
-		return none, errors.New("kube: InstallRequest needs Namespace, Name and ChartPath")
+	if req.Namespace == "" || req.Name == "" || (req.ChartPath == "" && req.Chart == nil) {
+		return none, errors.New("kube: InstallRequest needs Namespace, Name and Chart or ChartPath")
 	}
 	timeout := req.Timeout
 	if timeout <= 0 {
@@ -169,9 +172,11 @@ func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (mo
 	if err != nil {
 		return none, err
 	}
-	ch, err := loader.Load(req.ChartPath)
-	if err != nil {
-		return none, fmt.Errorf("loading chart %s: %w", req.ChartPath, err)
+	ch := req.Chart
+	if ch == nil {
+		if ch, err = loader.Load(req.ChartPath); err != nil {
+			return none, fmt.Errorf("loading chart %s: %w", req.ChartPath, err)
+		}
 	}
 	last, err := lastRevision(cfg, req.Name)
 	if err != nil {

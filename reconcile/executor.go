@@ -480,12 +480,16 @@ func (e *Executor) attempt(ctx context.Context, log *slog.Logger, a Action) erro
 	if err != nil {
 		return fmt.Errorf("rendering values: %w", err)
 	}
+	chart, err := chartRef(spec, a)
+	if err != nil && a.Kind == KindDeploy {
+		return err // before the namespace: nothing is created for it
+	}
 	if err := e.cl.EnsureNamespace(ctx, a.Namespace, a.Repo, a.Number); err != nil {
 		return err
 	}
 	if a.Kind == KindDeploy {
 		helmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.s.HelmTimeout)
-		err := e.cl.Apply(helmCtx, a.Namespace, spec.Chart, vals, e.s.HelmTimeout)
+		err := e.cl.Apply(helmCtx, a.Namespace, chart, vals, e.s.HelmTimeout)
 		var le *model.LockedError
 		if errors.As(err, &le) {
 			// Nothing of ours runs for this PR (one sequence per PR), but
@@ -496,7 +500,7 @@ func (e *Executor) attempt(ctx context.Context, log *slog.Logger, a Action) erro
 			} else {
 				log.Warn("release locked by an interrupted operation; reinstalling", "status", le.Status, "since", le.Since)
 				if err = e.cl.Unlock(helmCtx, a.Namespace); err == nil {
-					err = e.cl.Apply(helmCtx, a.Namespace, spec.Chart, vals, e.s.HelmTimeout)
+					err = e.cl.Apply(helmCtx, a.Namespace, chart, vals, e.s.HelmTimeout)
 				}
 			}
 		}
@@ -506,6 +510,21 @@ func (e *Executor) attempt(ctx context.Context, log *slog.Logger, a Action) erro
 		}
 	}
 	return e.cl.WaitReady(ctx, a.Namespace, e.s.DeployTimeout)
+}
+
+// errForkChart refuses a fork's own chart where forks are not allowed.
+var errForkChart = errors.New("the chart of a PR from a fork is not deployed (allow_forks: false)")
+
+// chartRef is the chart of a deploy: a repo: chart is read at the SHA
+// being deployed, and never from a fork unless forks are allowed.
+func chartRef(spec Repo, a Action) (model.ChartRef, error) {
+	ref := model.ChartRef{Source: spec.Chart, Repo: a.Repo, SHA: a.SHA}
+	if spec.Chart.Kind == model.ChartRepo && !spec.Policy.AllowForks && (a.PR == nil || a.PR.Fork) {
+		// Without the PR (a deploy planned from the record alone) it may
+		// be a fork's: refuse rather than guess.
+		return ref, errForkChart
+	}
+	return ref, nil
 }
 
 // wait records that the PR's head SHA is not deployed yet and why (the

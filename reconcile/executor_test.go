@@ -27,15 +27,23 @@ type fakeCluster struct {
 	active   atomic.Int32
 	peak     atomic.Int32
 	lastSHA  map[string]string
+	charts   []model.ChartRef
+	ensured  int
 }
 
 func (f *fakeCluster) Observe(context.Context, []string) (model.ClusterObservation, error) {
 	return model.ClusterObservation{Complete: true}, nil
 }
-func (f *fakeCluster) EnsureNamespace(context.Context, string, string, int) error { return nil }
-func (f *fakeCluster) Apply(_ context.Context, ns, _ string, values map[string]any, _ time.Duration) error {
+func (f *fakeCluster) EnsureNamespace(context.Context, string, string, int) error {
+	f.mu.Lock()
+	f.ensured++
+	f.mu.Unlock()
+	return nil
+}
+func (f *fakeCluster) Apply(_ context.Context, ns string, chart model.ChartRef, values map[string]any, _ time.Duration) error {
 	sha := values["image"].(map[string]any)["tag"].(string)
 	f.mu.Lock()
+	f.charts = append(f.charts, chart)
 	f.applied = append(f.applied, ns+"@"+sha[:7])
 	if f.lastSHA == nil {
 		f.lastSHA = map[string]string{}
@@ -114,7 +122,7 @@ func settings(maxPar int) Settings {
 	if err != nil {
 		panic(err)
 	}
-	return Settings{Repos: []Repo{{Name: "acme/web", Chart: "/chart", Image: "reg/web", Host: host}},
+	return Settings{Repos: []Repo{{Name: "acme/web", Chart: model.ChartSource{Kind: model.ChartDir, Location: "/chart"}, Image: "reg/web", Host: host}},
 		Interval: time.Minute, DeployTimeout: time.Minute, HelmTimeout: time.Minute,
 		MaxParallel: maxPar, MaxAttempts: 3, Backoff: func(int) time.Duration { return 10 * time.Millisecond },
 		ImageRecheck: func(time.Duration) time.Duration { return 10 * time.Millisecond }}
@@ -464,5 +472,51 @@ func TestLoopKeepsEveryScheduledRetry(t *testing.T) {
 	l.dropDue(t0.Add(time.Second), false)
 	if got := l.nextRetry(true); !got.Equal(t0.Add(2 * time.Second)) {
 		t.Errorf("after the first retry ran: next %v, want the later retry kept", got.Sub(t0))
+	}
+}
+
+// TestExecutorRepoChartAtTheSHA: a repo: chart is asked for at the SHA
+// being deployed; a fork's is refused before anything is created unless
+// forks are allowed.
+func TestExecutorRepoChartAtTheSHA(t *testing.T) {
+	ctx := context.Background()
+	repoChart := model.ChartSource{Kind: model.ChartRepo, Location: "deploy/chart"}
+	for _, tc := range []struct {
+		name       string
+		fork, allow bool
+		want       string // "" refused
+	}{
+		{"same repository", false, false, "acme/web@" + shaA},
+		{"fork, forks not allowed", true, false, ""},
+		{"fork, allow_forks", true, true, "acme/web@" + shaA},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newStore(t)
+			cl := &fakeCluster{}
+			s := settings(1)
+			s.Repos[0].Chart = repoChart
+			s.Repos[0].Policy.AllowForks = tc.allow
+			ex := newExecutor(t, &fakeGitHub{}, cl, st, s)
+			a := deployOf(7, shaA)
+			a.PR.Fork = tc.fork
+			ex.Submit(ctx, []Action{a})
+			err := ex.Wait()
+			p, _, _ := st.Get(ctx, model.Key{Repo: "acme/web", Number: 7})
+			if tc.want == "" {
+				if len(cl.charts) != 0 || cl.ensured != 0 {
+					t.Errorf("fork chart used: applied %v, namespaces ensured %d", cl.charts, cl.ensured)
+				}
+				if p.Status != model.StatusFailed || !strings.Contains(p.LastError, "allow_forks") || err == nil || !strings.Contains(err.Error(), "allow_forks") {
+					t.Errorf("row %s %q, err %v: want failed naming allow_forks", p.Status, p.LastError, err)
+				}
+				return
+			}
+			if err != nil || len(cl.charts) != 1 {
+				t.Fatalf("err %v, charts %v", err, cl.charts)
+			}
+			if got := cl.charts[0]; got.Repo+"@"+got.SHA != tc.want || got.Source != repoChart {
+				t.Errorf("chart = %+v, want %s of %s", got, tc.want, repoChart)
+			}
+		})
 	}
 }

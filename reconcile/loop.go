@@ -30,7 +30,7 @@ type LoopOptions struct {
 	ResyncContext func(context.Context) context.Context
 	// ChartDigest identifies the contents of a chart; nil: no drift is
 	// planned for chart changes or settings changes.
-	ChartDigest func(chart string) (string, error)
+	ChartDigest func(chart model.ChartSource) (string, error)
 }
 
 // Loop is observe → plan → apply, level-triggered.
@@ -221,7 +221,7 @@ func (l *Loop) chartDigests() map[string]string {
 	out := make(map[string]string, len(l.s.Repos))
 	byChart := map[string]string{} // repositories often share one chart
 	for _, r := range l.s.Repos {
-		if d, ok := byChart[r.Chart]; ok {
+		if d, ok := byChart[r.Chart.String()]; ok {
 			out[r.Name] = d
 			continue
 		}
@@ -231,7 +231,7 @@ func (l *Loop) chartDigests() map[string]string {
 			continue
 		}
 		out[r.Name] = d
-		byChart[r.Chart] = d
+		byChart[r.Chart.String()] = d
 	}
 	return out
 }

@@ -46,10 +46,12 @@ type Cluster interface {
 	// which of the wanted names exist without previewd's ownership labels.
 	Observe(ctx context.Context, wanted []string) (model.ClusterObservation, error)
 	EnsureNamespace(ctx context.Context, ns, repo string, number int) error
-	// Apply installs or upgrades the release; it returns a
-	// *model.LockedError when a release operation is pending, and an error
-	// wrapping model.ErrNotOwned for a namespace that is not the PR's.
-	Apply(ctx context.Context, ns, chart string, values map[string]any, timeout time.Duration) error
+	// Apply loads the chart (fetching it when it is remote) and installs
+	// or upgrades the release; it returns a *model.LockedError when a
+	// release operation is pending, and an error wrapping
+	// model.ErrNotOwned for a namespace that is not the PR's. A chart that
+	// cannot be loaded or rendered is an AppFailure.
+	Apply(ctx context.Context, ns string, chart model.ChartRef, values map[string]any, timeout time.Duration) error
 	// WaitReady waits for the release's workloads; a failure is a
 	// *NotReady-style error whose text is shown on the PR.
 	WaitReady(ctx context.Context, ns string, timeout time.Duration) error

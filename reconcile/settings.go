@@ -11,8 +11,9 @@ import (
 
 // Repo is one repository's validated settings.
 type Repo struct {
-	Name  string
-	Chart string
+	Name string
+	// Chart is where the chart comes from.
+	Chart model.ChartSource
 	Image string
 	// Host is the preview's host template; nil when the repository sets
 	// none (the comment then shows no URL).

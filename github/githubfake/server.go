@@ -39,6 +39,10 @@ const (
 	RouteGetDeployment           = "GET /repos/{owner}/{repo}/deployments/{deployment_id}"
 	RouteListDeploymentStatuses  = "GET /repos/{owner}/{repo}/deployments/{deployment_id}/statuses"
 	RouteCreateDeploymentStatus  = "POST /repos/{owner}/{repo}/deployments/{deployment_id}/statuses"
+	// RouteGetTarball answers 302 with the archive's address (under
+	// /_codeload/, as GitHub's codeload.github.com, with a short-lived
+	// token in the query); the download itself is not an API request.
+	RouteGetTarball = "GET /repos/{owner}/{repo}/tarball/{ref}"
 	// RouteUnknown names requests that matched no route (answered 404).
 	RouteUnknown = "unknown"
 )
@@ -116,6 +120,10 @@ type Server struct {
 	latency   time.Duration
 	counters  counterSet
 	journal   []Request
+	// archives are the addresses handed out by GET .../tarball, by token.
+	archives map[string]archiveGrant
+	// Downloads counts archives served, by "owner/name@sha".
+	downloads map[string]int
 	reqSeq    int64
 }
 
@@ -161,6 +169,8 @@ func New(opts Options) *Server {
 		reposByID: map[int64]*repo{},
 		seq:       map[string]int64{},
 		counters:  newCounterSet(),
+		archives:  map[string]archiveGrant{},
+		downloads: map[string]int{},
 	}
 	s.started = s.clock()
 	s.routes = s.buildRoutes()
@@ -221,6 +231,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveControl(w, r)
 		return
 	}
+	if strings.HasPrefix(r.URL.Path, codeloadPrefix) {
+		s.serveCodeload(w, r)
+		return
+	}
 	s.serveAPI(w, r)
 }
 
@@ -273,6 +287,7 @@ func (s *Server) buildRoutes() []*route {
 		{RouteGetDeployment, authToken, s.getDeployment, true},
 		{RouteListDeploymentStatuses, authToken, s.listDeploymentStatuses, true},
 		{RouteCreateDeploymentStatus, authToken, s.createDeploymentStatus, true},
+		{RouteGetTarball, authToken, s.getTarball, true},
 	}
 	routes := make([]*route, 0, len(defs))
 	for _, d := range defs {

@@ -128,6 +128,7 @@ type repo struct {
 	checks        map[string][]CheckRun // sha → oldest first; re-runs repeat a name
 	deployments   []*Deployment         // oldest first
 	labelIDs      map[string]int64
+	files         map[string]map[string][]byte // sha → path → contents
 }
 
 func (r *repo) fullName() string { return r.owner + "/" + r.name }

@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/previewd/previewd/reconcile/model"
 	"github.com/previewd/previewd/reconcile/render"
 )
 
@@ -91,7 +92,18 @@ type Kubernetes struct {
 // Repository is one GitHub repository whose PRs get previews.
 type Repository struct {
 	Name          string         `yaml:"name"`
-	Chart         string         `yaml:"chart"`
+	// Chart is where the chart comes from: a directory (relative to the
+	// configuration file), oci://host/path/chart (with ChartVersion) or
+	// repo:path/in/repo (the PR's own repository at its head SHA).
+	Chart string `yaml:"chart"`
+	// ChartVersion is the version of an oci:// chart.
+	ChartVersion string `yaml:"chart_version"`
+	// ChartCredentials name the environment variables holding the OCI
+	// registry's user name and password (or token); none: anonymous.
+	ChartCredentials *ChartCredentials `yaml:"chart_credentials"`
+	// ChartPlainHTTP talks to the OCI registry over plain HTTP (a registry
+	// inside the cluster without TLS).
+	ChartPlainHTTP bool `yaml:"chart_plain_http"`
 	Image         string         `yaml:"image"`
 	Host          string         `yaml:"host"`
 	Values        map[string]any `yaml:"values"`
@@ -114,6 +126,18 @@ type Repository struct {
 	// when the file is validated (nil host: the repository sets none).
 	CompiledHost   *render.Template `yaml:"-"`
 	CompiledValues *render.Values   `yaml:"-"`
+	// CompiledChart is Chart and ChartVersion, parsed.
+	CompiledChart model.ChartSource `yaml:"-"`
+	// RegistryUsername and RegistryPassword are read from
+	// ChartCredentials' variables; never logged or printed.
+	RegistryUsername string `yaml:"-"`
+	RegistryPassword Secret `yaml:"-"`
+}
+
+// ChartCredentials name where an OCI registry's credentials are.
+type ChartCredentials struct {
+	UsernameEnv string `yaml:"username_env"`
+	PasswordEnv string `yaml:"password_env"`
 }
 
 // Owner and Repo split Name.
@@ -167,7 +191,7 @@ func Parse(r io.Reader, dir string, getenv func(string) string) (*Config, error)
 	cfg.setDefaults(getenv)
 	for i := range cfg.Repositories {
 		r := &cfg.Repositories[i]
-		if r.Chart != "" && !filepath.IsAbs(r.Chart) {
+		if r.Chart != "" && !filepath.IsAbs(r.Chart) && !strings.HasPrefix(r.Chart, "oci://") && !strings.HasPrefix(r.Chart, "repo:") {
 			r.Chart = filepath.Join(dir, r.Chart)
 		}
 	}
@@ -309,11 +333,7 @@ func (c *Config) validate(getenv func(string) string) error {
 		} else {
 			seen[strings.ToLower(r.Name)] = i
 		}
-		if r.Chart == "" {
-			bad(p+".chart", "is empty: give a chart directory (relative to the config file)")
-		} else if _, err := os.Stat(filepath.Join(r.Chart, "Chart.yaml")); err != nil {
-			bad(p+".chart", "no Chart.yaml in %s (relative paths resolve against the config file's directory)", r.Chart)
-		}
+		checkChart(&c.Repositories[i], p, getenv, bad)
 		if !imageRepo.MatchString(r.Image) || strings.Contains(r.Image, "@") {
 			bad(p+".image", "must be an image repository without tag (the head SHA is the tag), got %q", r.Image)
 		} else if last := r.Image[strings.LastIndex(r.Image, "/")+1:]; strings.Contains(last, ":") {
@@ -343,6 +363,51 @@ func (c *Config) validate(getenv func(string) string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func checkChart(r *Repository, p string, getenv func(string) string, bad func(path, format string, args ...any)) {
+	if r.Chart == "" {
+		bad(p+".chart", "is empty: give a chart directory (relative to the config file), oci://host/path/chart or repo:path/in/repo")
+		return
+	}
+	src, err := model.ParseChartSource(r.Chart, r.ChartVersion)
+	if err != nil {
+		field := "chart"
+		if ce, ok := errors.AsType[*model.ChartSourceError](err); ok {
+			field = ce.Field
+		}
+		bad(p+"."+field, "%v", err)
+		return
+	}
+	r.CompiledChart = src
+	if src.Kind == model.ChartDir {
+		if _, err := os.Stat(filepath.Join(r.Chart, "Chart.yaml")); err != nil {
+			bad(p+".chart", "no Chart.yaml in %s (relative paths resolve against the config file's directory)", r.Chart)
+		}
+	}
+	if src.Kind != model.ChartOCI {
+		if r.ChartCredentials != nil {
+			bad(p+".chart_credentials", "is for oci:// charts only")
+		}
+		if r.ChartPlainHTTP {
+			bad(p+".chart_plain_http", "is for oci:// charts only")
+		}
+		return
+	}
+	if cr := r.ChartCredentials; cr != nil {
+		// Never echo the values: only the variables' names.
+		switch {
+		case cr.UsernameEnv == "" || cr.PasswordEnv == "":
+			bad(p+".chart_credentials", "needs both username_env and password_env (the names of the environment variables holding them)")
+		case getenv(cr.UsernameEnv) == "":
+			bad(p+".chart_credentials.username_env", "environment variable %s is empty: export the registry user name there", cr.UsernameEnv)
+		case getenv(cr.PasswordEnv) == "":
+			bad(p+".chart_credentials.password_env", "environment variable %s is empty: export the registry password or token there", cr.PasswordEnv)
+		default:
+			r.RegistryUsername = getenv(cr.UsernameEnv)
+			r.RegistryPassword = Secret(getenv(cr.PasswordEnv))
+		}
+	}
 }
 
 func checkValues(r *Repository, path string, bad func(path, format string, args ...any)) {

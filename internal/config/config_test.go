@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/previewd/previewd/reconcile/model"
 )
 
 func chartDir(t *testing.T) string {
@@ -144,5 +146,71 @@ func TestImageWait(t *testing.T) {
 	}
 	if ImageRecheck(0) != 15*time.Second || ImageRecheck(40*time.Second) != 40*time.Second || ImageRecheck(time.Hour) != 2*time.Minute {
 		t.Error("ImageRecheck is not 15 s, doubling, at most 2 m")
+	}
+}
+
+// TestChartSources: chart: is a directory, oci://host/path/chart with
+// chart_version (and credentials read from the environment, never
+// printed), or repo:path/in/repo; each mistake names its key.
+func TestChartSources(t *testing.T) {
+	parse := func(chart string, extra string, e map[string]string) (*Config, error) {
+		y := strings.Replace(good, "chart: charts/app", "chart: "+chart+extra, 1)
+		if e == nil {
+			e = map[string]string{"GH": "x"}
+		}
+		return Parse(strings.NewReader(y), chartDir(t), env(e))
+	}
+	cfg, err := parse("oci://registry.example.com/charts/web", "\n    chart_version: 1.4.2\n    chart_credentials:\n      username_env: REG_USER\n      password_env: REG_PASS",
+		map[string]string{"GH": "x", "REG_USER": "robot", "REG_PASS": "s3cr3t-registry"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Repositories[0]
+	if r.CompiledChart.Kind != model.ChartOCI || r.CompiledChart.Location != "registry.example.com/charts/web" || r.CompiledChart.Version != "1.4.2" {
+		t.Errorf("oci chart = %+v", r.CompiledChart)
+	}
+	if r.Chart != "oci://registry.example.com/charts/web" {
+		t.Errorf("an oci:// chart was resolved as a path: %q", r.Chart)
+	}
+	if r.RegistryUsername != "robot" || r.RegistryPassword.Reveal() != "s3cr3t-registry" {
+		t.Errorf("credentials not read from the environment")
+	}
+	if s := fmt.Sprintf("%v %+v %#v", r, cfg, cfg); strings.Contains(s, "s3cr3t-registry") {
+		t.Errorf("registry password printed")
+	}
+	cfg, err = parse("repo:deploy/chart/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfg.Repositories[0].CompiledChart; c.Kind != model.ChartRepo || c.Location != "deploy/chart" {
+		t.Errorf("repo chart = %+v", c)
+	}
+	if cfg, err = parse("charts/app", "", nil); err != nil || cfg.Repositories[0].CompiledChart.Kind != model.ChartDir || !filepath.IsAbs(cfg.Repositories[0].Chart) {
+		t.Errorf("directory chart: %+v %v", cfg.Repositories[0].CompiledChart, err)
+	}
+
+	bad := []struct {
+		name, chart, extra string
+		env                map[string]string
+		want               string
+	}{
+		{"oci without version", "oci://registry.example.com/charts/web", "", nil, "repositories[0].chart_version: an OCI chart needs chart_version"},
+		{"oci with tag", "oci://registry.example.com/charts/web:1.0.0", "\n    chart_version: 1.0.0", nil, "repositories[0].chart: must not carry a tag"},
+		{"oci without path", "oci://registry.example.com", "\n    chart_version: 1.0.0", nil, "repositories[0].chart: must be oci://host/path/chart"},
+		{"version on a directory", "charts/app", "\n    chart_version: 1.0.0", nil, "repositories[0].chart_version: chart_version is for oci:// charts only"},
+		{"repo path escapes", "repo:../other", "", nil, "repositories[0].chart: must be repo:path/in/repo"},
+		{"credentials on repo chart", "repo:deploy/chart", "\n    chart_credentials:\n      username_env: U\n      password_env: P", nil, "repositories[0].chart_credentials: is for oci:// charts only"},
+		{"plain http on a directory", "charts/app", "\n    chart_plain_http: true", nil, "repositories[0].chart_plain_http: is for oci:// charts only"},
+		{"password variable empty", "oci://registry.example.com/charts/web", "\n    chart_version: 1.0.0\n    chart_credentials:\n      username_env: U\n      password_env: P",
+			map[string]string{"GH": "x", "U": "robot"}, "repositories[0].chart_credentials.password_env: environment variable P is empty"},
+		{"half credentials", "oci://registry.example.com/charts/web", "\n    chart_version: 1.0.0\n    chart_credentials:\n      username_env: U", nil, "repositories[0].chart_credentials: needs both username_env and password_env"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(tc.chart, tc.extra, tc.env)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/previewd/previewd/internal/redact"
 	"github.com/previewd/previewd/kube"
 	"github.com/previewd/previewd/reconcile"
+	"github.com/previewd/previewd/reconcile/model"
 	"github.com/previewd/previewd/state"
 )
 
@@ -137,7 +138,11 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
 	}
 	d.Kube = kc
-	scrub := redact.New(cfg.Token.Reveal(), dbPassword(cfg.DatabaseURL))
+	secrets := []string{cfg.Token.Reveal(), dbPassword(cfg.DatabaseURL)}
+	for _, r := range cfg.Repositories {
+		secrets = append(secrets, r.RegistryPassword.Reveal())
+	}
+	scrub := redact.New(secrets...)
 
 	var cache httpcache.Cache
 	pg := st.HTTPCache(context.WithoutCancel(ctx), state.HTTPCacheOptions{OnError: func(op string, err error) {
@@ -157,6 +162,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		Client:     kc,
 		Namespaces: &kube.Namespaces{Client: kc, Instance: cfg.Instance, Log: log},
 		Releases:   &kube.Releases{RESTConfig: restCfg, Log: log},
+		Charts:     &kube.Charts{Repos: gh.C, Registry: registryAccess(cfg), Log: log},
 		Redact:     scrub,
 		Log:        log,
 	}
@@ -187,7 +193,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	d.Executor = ex
 	d.Loop, err = reconcile.NewLoop(gh, cl, st, ex, settings, reconcile.LoopOptions{
 		NamespaceFor: kube.NamespaceName, CommentHash: hashes.Hash, ResyncContext: github.Unconditional,
-		ChartDigest: kube.ChartDigest,
+		ChartDigest: kube.ChartSourceDigest,
 	}, deps)
 	if err != nil {
 		return nil, err
@@ -210,13 +216,24 @@ func Settings(cfg *config.Config) reconcile.Settings {
 		ImageRecheck:  config.ImageRecheck,
 	}
 	for _, r := range cfg.Repositories {
-		s.Repos = append(s.Repos, reconcile.Repo{Name: r.Name, Chart: r.Chart, Image: r.Image,
+		s.Repos = append(s.Repos, reconcile.Repo{Name: r.Name, Chart: r.CompiledChart, Image: r.Image,
 			Host: r.CompiledHost, Values: r.CompiledValues, Digest: settingsDigest(r),
 			Policy: reconcile.RepoPolicy{AllowForks: r.AllowForks, SkipDrafts: r.SkipDrafts,
 				RequireLabels: r.RequireLabels, IgnoreLabels: r.IgnoreLabels, ImageWait: *r.ImageWait,
 				WaitForChecks: r.WaitForChecks, ChecksTimeout: r.ChecksTimeout}})
 	}
 	return s
+}
+
+// registryAccess is how each repository pulls its OCI chart.
+func registryAccess(cfg *config.Config) map[string]kube.RegistryAccess {
+	out := map[string]kube.RegistryAccess{}
+	for _, r := range cfg.Repositories {
+		if r.CompiledChart.Kind == model.ChartOCI {
+			out[r.Name] = kube.RegistryAccess{Username: r.RegistryUsername, Password: r.RegistryPassword.Reveal(), PlainHTTP: r.ChartPlainHTTP}
+		}
+	}
+	return out
 }
 
 // valuesVersion changes when previewd changes the Helm values it adds

@@ -482,9 +482,9 @@ func TestExecutorRepoChartAtTheSHA(t *testing.T) {
 	ctx := context.Background()
 	repoChart := model.ChartSource{Kind: model.ChartRepo, Location: "deploy/chart"}
 	for _, tc := range []struct {
-		name       string
+		name        string
 		fork, allow bool
-		want       string // "" refused
+		want        string // "" refused
 	}{
 		{"same repository", false, false, "acme/web@" + shaA},
 		{"fork, forks not allowed", true, false, ""},

@@ -91,7 +91,7 @@ type Kubernetes struct {
 
 // Repository is one GitHub repository whose PRs get previews.
 type Repository struct {
-	Name          string         `yaml:"name"`
+	Name string `yaml:"name"`
 	// Chart is where the chart comes from: a directory (relative to the
 	// configuration file), oci://host/path/chart (with ChartVersion) or
 	// repo:path/in/repo (the PR's own repository at its head SHA).
@@ -103,14 +103,14 @@ type Repository struct {
 	ChartCredentials *ChartCredentials `yaml:"chart_credentials"`
 	// ChartPlainHTTP talks to the OCI registry over plain HTTP (a registry
 	// inside the cluster without TLS).
-	ChartPlainHTTP bool `yaml:"chart_plain_http"`
-	Image         string         `yaml:"image"`
-	Host          string         `yaml:"host"`
-	Values        map[string]any `yaml:"values"`
-	AllowForks    bool           `yaml:"allow_forks"`
-	SkipDrafts    bool           `yaml:"skip_drafts"`
-	RequireLabels []string       `yaml:"require_labels"`
-	IgnoreLabels  []string       `yaml:"ignore_labels"`
+	ChartPlainHTTP bool           `yaml:"chart_plain_http"`
+	Image          string         `yaml:"image"`
+	Host           string         `yaml:"host"`
+	Values         map[string]any `yaml:"values"`
+	AllowForks     bool           `yaml:"allow_forks"`
+	SkipDrafts     bool           `yaml:"skip_drafts"`
+	RequireLabels  []string       `yaml:"require_labels"`
+	IgnoreLabels   []string       `yaml:"ignore_labels"`
 	// ImageWait is how long an image-pull failure of the preview's own
 	// image at the head SHA counts as "CI has not pushed it yet" before it
 	// is a failure; 0 turns the wait off. Default DefaultImageWait.

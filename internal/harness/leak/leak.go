@@ -30,6 +30,10 @@ var ignored = []goleak.Option{
 	goleak.IgnoreAnyFunction("k8s.io/apimachinery/pkg/util/wait.PollImmediateUntilWithContext.poller.func1.1"),
 	goleak.IgnoreAnyFunction("k8s.io/client-go/util/workqueue.(*delayingType[...]).waitingLoop"),
 	goleak.IgnoreAnyFunction("golang.org/x/net/http2.(*ClientConn).readLoop"),
+	// The OCI registry of the tests (internal/harness/ociregistry, the
+	// distribution registry in process) starts an event broadcaster that
+	// nothing in its API stops.
+	goleak.IgnoreAnyFunction("github.com/docker/go-events.(*Broadcaster).run"),
 }
 
 // Check returns an error naming the goroutines still running.

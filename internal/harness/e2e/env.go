@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -46,7 +47,9 @@ type Env struct {
 	Log        *slog.Logger
 	// Listen is the daemon's /metrics address (a free loopback port).
 	Listen string
-	id     string
+	// Environ is the daemon's environment besides the GitHub token.
+	Environ map[string]string
+	id      string
 }
 
 // SHA makes a 40-hex commit id from a word.
@@ -150,7 +153,66 @@ func (e *Env) Getenv(k string) string {
 	if k == "TEST_GH_TOKEN" {
 		return "tok-" + e.id
 	}
-	return ""
+	return e.Environ[k]
+}
+
+// SetChart replaces the test repository's chart: line with lines (YAML
+// keys of the repository, unindented: chart: and its companions).
+func (e *Env) SetChart(lines string) {
+	e.T.Helper()
+	b, err := os.ReadFile(e.ConfigPath)
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	var out []string
+	replaced := false
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "    chart: ") && !replaced {
+			replaced = true
+			for _, nl := range strings.Split(strings.TrimSpace(lines), "\n") {
+				out = append(out, "    "+nl)
+			}
+			continue
+		}
+		out = append(out, l)
+	}
+	if !replaced {
+		e.T.Fatal("the test configuration has no chart: line")
+	}
+	if err := os.WriteFile(e.ConfigPath, []byte(strings.Join(out, "\n")), 0o600); err != nil {
+		e.T.Fatal(err)
+	}
+}
+
+// ChartFiles are the files of a chart directory (charts/preview-app when
+// dir is ""), by path under prefix, with edits applied (an empty edit
+// removes the file): a commit's tree for repo: charts.
+func ChartFiles(t *testing.T, dir, prefix string, edits map[string]string) map[string][]byte {
+	t.Helper()
+	if dir == "" {
+		dir = filepath.Join(RepoRoot(), "charts", "preview-app")
+	}
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		files[path.Join(prefix, filepath.ToSlash(rel))] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range edits {
+		if v == "" {
+			delete(files, path.Join(prefix, k))
+		} else {
+			files[path.Join(prefix, k)] = []byte(v)
+		}
+	}
+	return files
 }
 
 func (e *Env) Config() *config.Config {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"path"
 	"sort"
@@ -106,6 +107,23 @@ func (e *ChartError) Unwrap() error { return e.Err }
 // AppFailure marks a broken chart as the PR's (or configuration's) problem
 // rather than previewd's.
 func (e *ChartError) AppFailure() bool { return true }
+
+// TransientError is a chart fetch that failed for a passing reason (the
+// source unreachable, unavailable or rate limited): reconcile.Transient.
+type TransientError struct{ Err error }
+
+func (e *TransientError) Error() string   { return e.Err.Error() }
+func (e *TransientError) Unwrap() error   { return e.Err }
+func (e *TransientError) Transient() bool { return true }
+
+// Transient marks err as a passing failure to fetch (for RepoFiles
+// implementations: GitHub unavailable or rate limited).
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &TransientError{Err: err}
+}
 
 // Load returns a freshly loaded chart for ref. A failed fetch (GitHub or
 // the registry unreachable, rate limited, refusing) is an error of its own;
@@ -314,7 +332,11 @@ func (c *Charts) pullOCI(ref model.ChartRef) ([]*archive.BufferedFile, error) {
 	}
 	res, err := rc.Pull(ref.Source.Location + ":" + ref.Source.Version)
 	if err != nil {
-		return nil, fmt.Errorf("pulling chart %s: %w", ref, scrubPassword(err, acc.Password))
+		err = fmt.Errorf("pulling chart %s: %w", ref, scrubPassword(err, acc.Password))
+		if _, ok := errors.AsType[*net.OpError](err); ok {
+			err = Transient(err) // the registry unreachable
+		}
+		return nil, err
 	}
 	if res.Chart == nil || len(res.Chart.Data) == 0 {
 		return nil, &ChartError{Ref: ref, Err: errors.New("the registry answered without a chart layer")}

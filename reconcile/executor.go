@@ -39,6 +39,17 @@ func missingImage(err error, repo, sha string) (string, bool) {
 // become ready (a reported outcome, not a failure of previewd).
 type AppFailure interface{ AppFailure() bool }
 
+// Transient marks a deploy that could not start for a passing reason
+// outside the PR and the cluster (GitHub unavailable or rate limited while
+// its chart was fetched): not an attempt of the SHA, tried again by a later
+// cycle.
+type Transient interface{ Transient() bool }
+
+func transient(err error) bool {
+	var t Transient
+	return errors.As(err, &t) && t.Transient()
+}
+
 // Deps are the executor's and the loop's injected dependencies (not
 // settings): the clock, the logger, the metrics and the redaction of
 // messages shown on PRs and logged. Nil members mean: time.Now, discard,
@@ -399,6 +410,13 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 		_ = finish(model.Finish{Outcome: model.OutcomeCancelled, Error: e.d.Redact(err.Error())})
 		e.d.Metrics.deployFinished("cancelled", now.Sub(started))
 		log.Warn("release locked by a recent operation; will retry", "err", e.d.Redact(err.Error()))
+		return err
+	case transient(err):
+		// Not a failure of this SHA either: its chart could not be
+		// fetched now. Planned again by a later cycle.
+		_ = finish(model.Finish{Outcome: model.OutcomeCancelled, Error: e.d.Redact(err.Error())})
+		e.d.Metrics.deployFinished("cancelled", now.Sub(started))
+		log.Warn("chart not fetched; will retry next cycle", "err", e.d.Redact(err.Error()))
 		return err
 	case errors.Is(err, model.ErrNotOwned):
 		msg := blockedMessage(a.Namespace)

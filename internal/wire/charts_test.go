@@ -3,6 +3,7 @@ package wire_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,24 @@ func TestChartFromTheRepository(t *testing.T) {
 	}
 	if rel := release(t, e, n); rel.SHA != sha2 || rel.Status != "deployed" {
 		t.Errorf("a chart that does not render changed the running release: %s %s", rel.SHA, rel.Status)
+	}
+
+	// GitHub fails while the chart of a new commit is fetched: no attempt
+	// of the SHA is used up; the next cycle deploys it.
+	sha4 := e2e.SHA("chart-4")
+	e.GH.SetFiles(e.Repo, sha4, e2e.ChartFiles(t, "", "deploy/chart", nil))
+	if err := e.GH.Push(e.Repo, n, sha4); err != nil {
+		t.Fatal(err)
+	}
+	fault := e.GH.AddFault(githubfake.Fault{Route: githubfake.RouteGetTarball, Status: http.StatusBadGateway})
+	_ = e.RunOnce(d) // the cycle reports the fetch failure
+	if p := e.Row(d, n); p.Status == model.StatusFailed || p.Attempts != 0 || p.DesiredSHA != sha4 {
+		t.Fatalf("GitHub 502 on the chart: status %s attempts %d (%s)", p.Status, p.Attempts, p.LastError)
+	}
+	e.GH.RemoveFault(fault)
+	e.MustRunOnce(d)
+	if p := e.Row(d, n); p.Status != model.StatusReady || p.DeployedSHA != sha4 {
+		t.Fatalf("after GitHub recovered: %s %s", p.Status, p.LastError)
 	}
 
 	// A fork's PR (forks not allowed) reads nothing from GitHub's archives.

@@ -162,7 +162,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		Client:     kc,
 		Namespaces: &kube.Namespaces{Client: kc, Instance: cfg.Instance, Log: log},
 		Releases:   &kube.Releases{RESTConfig: restCfg, Log: log},
-		Charts:     &kube.Charts{Repos: gh.C, Registry: registryAccess(cfg), Log: log},
+		Charts:     &kube.Charts{Repos: gh, Registry: registryAccess(cfg), Log: log},
 		Redact:     scrub,
 		Log:        log,
 	}

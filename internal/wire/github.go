@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/previewd/previewd/github"
 	"github.com/previewd/previewd/internal/config"
+	"github.com/previewd/previewd/kube"
 	"github.com/previewd/previewd/reconcile"
 )
 
@@ -94,4 +96,15 @@ func (g GitHub) CommitChecks(ctx context.Context, repo, sha string) ([]reconcile
 // UpsertComment keeps previewd's one comment on the PR.
 func (g GitHub) UpsertComment(ctx context.Context, repo string, number int, knownID int64, marker, body string) (int64, error) {
 	return g.C.UpsertComment(ctx, repo, number, knownID, marker, body)
+}
+
+// RepoDir reads a repo: chart's directory at a commit. GitHub unavailable
+// or rate limited is a passing failure (kube.Transient): the SHA is tried
+// again next cycle rather than failed.
+func (g GitHub) RepoDir(ctx context.Context, repo, sha, dir string) (map[string][]byte, error) {
+	files, err := g.C.RepoDir(ctx, repo, sha, dir)
+	if errors.Is(err, github.ErrUnavailable) || errors.Is(err, github.ErrRateLimited) {
+		return nil, kube.Transient(err)
+	}
+	return files, err
 }

@@ -27,6 +27,9 @@ var (
 	// previewd's credential, not that the pull request was closed: the caller
 	// keeps the preview and reports the error.
 	ErrNotFound = errors.New("not found on GitHub")
+	// ErrForbidden: GitHub refused the request for this token, not
+	// because of a rate limit (403 or 451).
+	ErrForbidden = errors.New("forbidden by GitHub")
 	// ErrRateLimited: GitHub's primary or secondary rate limit was hit, now or
 	// by an earlier call; the error is a *RateLimitedError that says until
 	// when calls are held.
@@ -197,6 +200,8 @@ func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, i
 			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		case failNotFound:
 			return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+		case failForbidden:
+			return nil, fmt.Errorf("%w: %w", ErrForbidden, err)
 		}
 		return nil, err
 	}
@@ -209,6 +214,7 @@ const (
 	failRateLimited
 	failUnavailable
 	failNotFound
+	failForbidden
 )
 
 type failure struct {
@@ -248,6 +254,11 @@ func (c *Client) classify(err error) failure {
 			return failure{kind: failUnavailable}
 		case code == http.StatusNotFound:
 			return failure{kind: failNotFound}
+		case code == http.StatusForbidden || code == http.StatusUnavailableForLegalReasons:
+			// Not a rate limit (go-github makes those typed errors):
+			// this token may not read it (App access removed, a
+			// repository blocked or its access restricted).
+			return failure{kind: failForbidden}
 		}
 		return failure{kind: failOther}
 	}

@@ -106,7 +106,7 @@ func (c *Client) findComment(ctx context.Context, owner, name string, number int
 	matches := 0
 	err := c.pages(ctx, path, func() any { return &[]issueComment{} }, func(v any) error {
 		for _, cm := range *v.(*[]issueComment) {
-			if !strings.Contains(cm.Body, marker) || !id.owns(cm) {
+			if !containsFold(cm.Body, marker) || !id.owns(cm) {
 				continue
 			}
 			matches++
@@ -238,4 +238,10 @@ func firstRunes(s string, n int) string {
 		i++
 	}
 	return s
+}
+
+// containsFold reports whether s contains substr, ignoring letter case:
+// a marker names the repository, whose name GitHub treats case-insensitively.
+func containsFold(s, substr string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(substr))
 }

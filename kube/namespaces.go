@@ -107,7 +107,7 @@ func NamespaceOf(ns *corev1.Namespace) model.Namespace {
 	num, _ := strconv.Atoi(ns.Labels[LabelPR])
 	return model.Namespace{
 		Name:        ns.Name,
-		Repo:        ns.Annotations[AnnotationRepository],
+		Repo:        strings.ToLower(ns.Annotations[AnnotationRepository]), // GitHub's names are case-insensitive
 		Number:      num,
 		Terminating: ns.DeletionTimestamp != nil,
 		Created:     ns.CreationTimestamp.Time,

@@ -56,6 +56,8 @@ func NamespaceName(repo string, number int) string {
 	suffix := "-" + formatNumber(number)
 	const prefix = "pr-"
 	hashed := ""
+	// The hash input is case-folded: GitHub's names are case-insensitive.
+	repo = strings.ToLower(repo)
 	if lossy {
 		hashed = "-" + shortHash(repo)
 	}

@@ -143,3 +143,11 @@ func checkNamespaceName(t *testing.T, repo string, number int, name string) {
 		t.Fatalf("formatNumber(%d) = %q", number, formatNumber(number))
 	}
 }
+
+func TestNamespaceNameIgnoresLetterCase(t *testing.T) {
+	for _, repo := range []string{"Acme/Web", "Acme/Web.Site", "Acme/" + strings.Repeat("Long-Name", 8)} {
+		if a, b := NamespaceName(repo, 7), NamespaceName(strings.ToLower(repo), 7); a != b {
+			t.Errorf("%s: %s, lower case: %s", repo, a, b)
+		}
+	}
+}

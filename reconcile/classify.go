@@ -102,6 +102,15 @@ const (
 	StateUnconfirmed State = "unconfirmed"
 )
 
+// States of a preview whose repository is not configured (any more).
+const (
+	// StateOrphaned: kept and reported until orphan_grace has passed
+	// since previewd noticed it (the repository may be configured again).
+	StateOrphaned State = "orphaned"
+	// StateOrphanExpired: orphan_grace has passed: remove the preview.
+	StateOrphanExpired State = "orphan-expired"
+)
+
 // rechecksRunning reports the states whose action verifies a release that
 // was Ready before (not a deploy of what the plan wants now).
 func (s State) rechecksRunning() bool { return s == StateBroken || s == StateRecovered }
@@ -142,6 +151,10 @@ type Facts struct {
 	// Fingerprint identifies the chart and settings a deploy would apply
 	// now ("" when unknown).
 	Fingerprint string
+	// Orphaned: the PR's repository is not configured; OrphanedSince is
+	// when previewd noticed.
+	Orphaned      bool
+	OrphanedSince time.Time
 }
 
 // Verdict is a classified pull request.
@@ -155,6 +168,21 @@ func Classify(f Facts, o Options) Verdict {
 	row, rel := f.Row, f.Release
 	live := row != nil && row.Status != model.StatusDeleted
 	switch {
+	case f.Orphaned:
+		removeAt := f.OrphanedSince.Add(o.OrphanGrace)
+		switch {
+		case !f.ClusterComplete:
+			return Verdict{StateClusterUnknown, "cluster not observed"}
+		case o.Now.Before(removeAt):
+			return Verdict{StateOrphaned, fmt.Sprintf("repository %s is not configured; preview removed at %s unless it is configured again (orphan_grace %s)",
+				f.Repo, removeAt.UTC().Format(time.RFC3339), o.OrphanGrace)}
+		case f.Owned != nil && f.Owned.Terminating:
+			return Verdict{StateTerminating, "repository not configured; namespace terminating"}
+		case f.Owned != nil || live:
+			return Verdict{StateOrphanExpired, fmt.Sprintf("repository %s is not configured (orphan_grace %s passed)", f.Repo, o.OrphanGrace)}
+		default:
+			return Verdict{StateForgotten, "repository not configured; nothing left"}
+		}
 	case f.Unconfirmed:
 		return Verdict{StateUnconfirmed, "missing from the open list but not confirmed closed: kept"}
 	case f.Closed != nil:
@@ -257,15 +285,15 @@ func decide(f Facts, v Verdict, o Options, out []Action) ([]Action, *Skip) {
 		a.SHA, a.WaitingFor, a.Final = f.PR.SHA, waitingFor, final
 		return append(out, a), nil
 	case StateFiltered, StateBlocked, StateTerminating, StateRetryLater, StateExhausted, StateImageWaiting, StateChecksUnknown,
-		StateStuckTerminating, StateUnconfirmed:
+		StateStuckTerminating, StateUnconfirmed, StateOrphaned:
 		return out, &Skip{Repo: f.Repo, Number: f.Number, State: v.State, Reason: v.Reason}
 	case StateClusterUnknown, StateInSync, StateForgotten:
 		return out, nil // the cluster's skip is reported once, not per PR
-	case StateUnwanted, StateClosed, StateGone:
+	case StateUnwanted, StateClosed, StateGone, StateOrphanExpired:
 		a := act(KindDelete)
 		if f.Owned == nil {
 			a.Kind = KindForget
-			if v.State == StateUnwanted {
+			if v.State == StateUnwanted || v.State == StateOrphanExpired {
 				a.Reason += "; namespace already gone"
 			}
 		} else {

@@ -67,7 +67,7 @@ func RenderComment(p model.Preview, info CommentInfo, scrub func(string) string)
 		b.WriteString("### 🧹 Preview being removed\n\n")
 	case model.StatusDeleted:
 		b.WriteString("### 🗑️ Preview removed\n\n")
-		b.WriteString("The preview's namespace `" + p.Namespace + "` was deleted (the PR was closed or merged, or no longer matches the repository's filters).\n")
+		b.WriteString("The preview's namespace `" + p.Namespace + "` was deleted (the PR was closed or merged, no longer matches the repository's filters, or its repository is no longer configured in previewd).\n")
 		b.WriteString("\n<sub>Maintained by previewd.</sub>\n")
 		return b.String()
 	}

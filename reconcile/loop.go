@@ -52,6 +52,9 @@ type Loop struct {
 	// due; wake is signalled when one is added.
 	retries, waits []time.Time
 	wake           chan struct{}
+	// orphanSince is when this process first saw previews of each
+	// repository that is not configured.
+	orphanSince map[string]time.Time
 }
 
 // NewLoop wires a loop from validated settings; ex may be nil for a loop
@@ -130,6 +133,39 @@ func (l *Loop) dropDue(t time.Time, waits bool) {
 	}
 }
 
+// noticeOrphans returns when each repository that is not configured and
+// has previews was first seen so (now for a new one, which is logged).
+// With the cluster not observed in full, repositories seen before are
+// kept: their namespaces may only have gone unseen.
+func (l *Loop) noticeOrphans(repos []string, clusterComplete bool) map[string]time.Time {
+	now := l.d.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	next := make(map[string]time.Time, len(repos))
+	for _, r := range repos {
+		since, ok := l.orphanSince[r]
+		if !ok {
+			since = now
+			l.log.Warn("previews of a repository that is not configured; they are removed after orphan_grace unless it is configured again",
+				"repo", r, "orphan_grace", l.s.OrphanGrace, "remove_at", now.Add(l.s.OrphanGrace).UTC().Format(time.RFC3339))
+		}
+		next[r] = since
+	}
+	if !clusterComplete {
+		for r, since := range l.orphanSince {
+			if _, ok := next[r]; !ok {
+				next[r] = since
+			}
+		}
+	}
+	l.orphanSince = next
+	out := make(map[string]time.Time, len(next))
+	for r, t := range next {
+		out[r] = t
+	}
+	return out
+}
+
 // Observe reads GitHub, PostgreSQL and the cluster. It writes nothing.
 func (l *Loop) Observe(ctx context.Context) (Observation, error) {
 	var obs Observation
@@ -157,7 +193,13 @@ func (l *Loop) Observe(ctx context.Context) (Observation, error) {
 	}
 	wg.Wait()
 	for _, ro := range repos {
-		if ro.Err != nil {
+		switch {
+		case errors.Is(ro.Err, ErrRepoUnreadable):
+			// That repository's problem, not previewd's: reported (log,
+			// metric, plan), its previews kept; the cycle goes on.
+			l.log.Warn("repository cannot be read; its previews are kept and nothing of it is deleted",
+				"repo", ro.Repo, "err", l.d.Redact(ro.Err.Error()))
+		case ro.Err != nil:
 			errs = append(errs, fmt.Errorf("observing %s: %w", ro.Repo, ro.Err))
 		}
 		for _, pr := range ro.Open {
@@ -209,6 +251,7 @@ func (l *Loop) Observe(ctx context.Context) (Observation, error) {
 	obs.Repos = repos
 	obs.Cluster = cobs
 	obs.Charts = l.chartDigests()
+	obs.OrphanSince = l.noticeOrphans(OrphanedRepos(obs, l.PlanOptions(time.Time{}).Policies), cobs.Complete)
 	return obs, errors.Join(errs...)
 }
 
@@ -296,6 +339,7 @@ func (l *Loop) Cycle(ctx context.Context) (Result, error) {
 	}
 	end := l.d.Now()
 	l.d.Metrics.cycle(start, end, err, obs.Previews, res.Actions)
+	l.d.Metrics.repositories(end, obs.Repos, res)
 	l.mu.Lock()
 	if err == nil {
 		l.lastOK = end

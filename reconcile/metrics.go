@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/previewd/previewd/reconcile/model"
 )
@@ -24,6 +25,9 @@ type Metrics struct {
 	lastSuccess      prometheus.Gauge
 	lastAttempt      prometheus.Gauge
 	plannedActions   *prometheus.CounterVec
+	repoUp           *prometheus.GaugeVec
+	repoLastSuccess  *prometheus.GaugeVec
+	orphans          *prometheus.GaugeVec
 }
 
 // NewMetrics registers the metrics on reg; inFlight reports the start
@@ -72,6 +76,18 @@ func NewMetrics(reg prometheus.Registerer, inFlight func() []time.Time) (*Metric
 		plannedActions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "previewd_planned_actions_total", Help: "Actions planned, by kind.",
 		}, []string{"kind"}),
+		repoUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "previewd_repository_up",
+			Help: "1 when the last cycle read the configured repository's open PRs in full, 0 when it could not (see the log and `previewd plan`).",
+		}, []string{"repository"}),
+		repoLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "previewd_repository_last_successful_sync_timestamp_seconds",
+			Help: "Unix time of the last cycle that read the repository's open PRs in full.",
+		}, []string{"repository"}),
+		orphans: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "previewd_orphaned_previews",
+			Help: "Previews of a repository that is not configured, kept until orphan_grace has passed, by repository.",
+		}, []string{"repository"}),
 	}
 	for _, o := range []string{"ready", "failed", "cancelled", "waiting"} {
 		m.deploys.WithLabelValues(o)
@@ -84,7 +100,7 @@ func NewMetrics(reg prometheus.Registerer, inFlight func() []time.Time) (*Metric
 		m.previews.WithLabelValues(string(s))
 	}
 	cs := []prometheus.Collector{m.deployLatency, m.deployDuration, m.deploys, m.deletions, m.deletionDuration, m.previews,
-		m.cycleDuration, m.cycleErrors, m.cycles, m.lastSuccess, m.lastAttempt, m.plannedActions}
+		m.cycleDuration, m.cycleErrors, m.cycles, m.lastSuccess, m.lastAttempt, m.plannedActions, m.repoUp, m.repoLastSuccess, m.orphans}
 	if inFlight != nil {
 		cs = append(cs,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -161,4 +177,55 @@ func (m *Metrics) cycle(start, end time.Time, err error, rows []model.Preview, p
 	for _, a := range planned {
 		m.plannedActions.WithLabelValues(string(a.Kind)).Inc()
 	}
+}
+
+// repositories records each configured repository's read and the
+// orphaned previews by repository; series of repositories no longer
+// configured (or no longer orphaned) go.
+func (m *Metrics) repositories(end time.Time, repos []RepoObservation, res Result) {
+	if m == nil {
+		return
+	}
+	up := map[string]bool{}
+	for _, ro := range repos {
+		up[ro.Repo] = ro.Complete
+	}
+	m.repoUp.Reset()
+	for repo, ok := range up {
+		v := 0.0
+		if ok {
+			v = 1
+			m.repoLastSuccess.WithLabelValues(repo).Set(float64(end.Unix()))
+		}
+		m.repoUp.WithLabelValues(repo).Set(v)
+	}
+	for _, lv := range labelValues(m.repoLastSuccess) {
+		if _, ok := up[lv]; !ok {
+			m.repoLastSuccess.DeleteLabelValues(lv)
+		}
+	}
+	orphans := map[string]float64{}
+	for _, s := range res.Skipped {
+		if s.State == StateOrphaned {
+			orphans[s.Repo]++
+		}
+	}
+	m.orphans.Reset()
+	for repo, n := range orphans {
+		m.orphans.WithLabelValues(repo).Set(n)
+	}
+}
+
+// labelValues lists the first label's values of a vector's series.
+func labelValues(v *prometheus.GaugeVec) []string {
+	ch := make(chan prometheus.Metric, 16)
+	go func() { v.Collect(ch); close(ch) }()
+	var out []string
+	for m := range ch {
+		var d dto.Metric
+		if m.Write(&d) == nil && len(d.Label) > 0 {
+			out = append(out, d.Label[0].GetValue())
+		}
+	}
+	return out
 }

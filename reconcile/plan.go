@@ -68,6 +68,9 @@ type Observation struct {
 	// Charts are the digests of the repositories' charts, by repository
 	// ("" when the chart could not be read: no drift is concluded).
 	Charts map[string]string
+	// OrphanSince is when previewd first noticed previews (records or
+	// namespaces) of a repository that is not configured, by repository.
+	OrphanSince map[string]time.Time
 }
 
 // Options are the plan's parameters; Now is the only clock.
@@ -83,6 +86,9 @@ type Options struct {
 	// MaxParallel bounds the upgrades for a configuration change planned
 	// in one cycle (0: no bound).
 	MaxParallel int
+	// OrphanGrace is how long previews of a repository that is not
+	// configured are kept after OrphanSince.
+	OrphanGrace time.Duration
 	Policies    map[string]RepoPolicy // by repo name
 	// Digests identify each repository's value-producing settings (by
 	// repo name); with the observed chart digest they make the deploy
@@ -304,6 +310,57 @@ func facts(obs Observation, opts Options) []Facts {
 			out = append(out, f)
 		}
 	}
+	// Previews of repositories that are not configured (any more).
+	for _, k := range orphanKeys(obs, opts.Policies) {
+		f := base(k.Repo, k.Number, false)
+		f.Orphaned, f.OrphanedSince = true, obs.OrphanSince[k.Repo]
+		if f.OrphanedSince.IsZero() {
+			f.OrphanedSince = opts.Now
+		}
+		switch {
+		case f.Owned != nil:
+			f.Namespace = f.Owned.Name
+		case f.Row != nil && f.Row.Namespace != "":
+			f.Namespace = f.Row.Namespace
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// orphanKeys are the PRs with a live record or an owned namespace whose
+// repository is not configured, in order.
+func orphanKeys(obs Observation, configured map[string]RepoPolicy) []model.Key {
+	seen := map[model.Key]bool{}
+	var out []model.Key
+	add := func(k model.Key) {
+		if _, ok := configured[k.Repo]; ok || seen[k] {
+			return
+		}
+		seen[k] = true
+		out = append(out, k)
+	}
+	for _, p := range obs.Previews {
+		if p.Status != model.StatusDeleted {
+			add(p.Key())
+		}
+	}
+	for _, ns := range obs.Cluster.Owned {
+		add(model.Key{Repo: ns.Repo, Number: ns.Number})
+	}
+	slices.SortFunc(out, func(a, b model.Key) int { return cmp.Or(cmp.Compare(a.Repo, b.Repo), cmp.Compare(a.Number, b.Number)) })
+	return out
+}
+
+// OrphanedRepos are the repositories that are not configured and still
+// have previews (records or namespaces), in order.
+func OrphanedRepos(obs Observation, configured map[string]RepoPolicy) []string {
+	var out []string
+	for _, k := range orphanKeys(obs, configured) {
+		if len(out) == 0 || out[len(out)-1] != k.Repo {
+			out = append(out, k.Repo)
+		}
+	}
 	return out
 }
 
@@ -355,6 +412,11 @@ func commentRepairs(rows []model.Preview, planned []Action, opts Options) []Acti
 	var out []Action
 	for _, p := range rows {
 		if busy[p.Key()] || p.Status == model.StatusDeploying || p.Status == model.StatusPending {
+			continue
+		}
+		if _, ok := opts.Policies[p.Repo]; !ok {
+			// Not configured: its comment is written once more when its
+			// preview is removed, not repaired every cycle.
 			continue
 		}
 		if h := opts.CommentHash(p); h != "" && h != p.CommentHash {

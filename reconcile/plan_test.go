@@ -25,7 +25,7 @@ func opts() Options {
 	return Options{Now: now, MaxAttempts: 3, DeployTimeout: 3 * time.Minute, NamespaceFor: nsFor,
 		Backoff: func(n int) time.Duration { return time.Duration(n) * time.Minute }, Policies: map[string]RepoPolicy{"acme/web": {ImageWait: 15 * time.Minute},
 			"acme/ci": {WaitForChecks: []string{"build", "lint"}, ChecksTimeout: 30 * time.Minute}},
-		ImageRecheck: func(waited time.Duration) time.Duration { return max(waited, 15*time.Second) }}
+		ImageRecheck: func(waited time.Duration) time.Duration { return max(waited, 15*time.Second) }, OrphanGrace: time.Hour}
 }
 
 func open(n int, sha string) PR {
@@ -306,5 +306,52 @@ func TestPlanIsPure(t *testing.T) {
 	a, b := lines(Plan(obs, opts())), lines(Plan(obs, opts()))
 	if strings.Join(a, "|") != strings.Join(b, "|") || len(a) != 3 {
 		t.Fatalf("same input, different plans or wrong count: %q vs %q", a, b)
+	}
+}
+
+// TestPlanOrphans: previews (records, namespaces) of a repository that is
+// not configured are kept and reported during orphan_grace, their comments
+// not repaired; then removed. A case change of a configured name is not an
+// orphan (names are compared in lower case by the configuration's fold).
+func TestPlanOrphans(t *testing.T) {
+	o := opts()
+	o.CommentHash = func(model.Preview) string { return "new-hash" }
+	obs := Observation{
+		Previews: []model.Preview{
+			{Repo: "acme/gone", Number: 1, Namespace: "pr-gone-1", Status: model.StatusReady, CommentHash: "old"},
+			{Repo: "acme/gone", Number: 2, Namespace: "pr-gone-2", Status: model.StatusFailed, CommentHash: "old"},
+			{Repo: "acme/web", Number: 3, Namespace: "pr-web-3", Status: model.StatusReady, CommentHash: "old"},
+		},
+		Cluster: model.ClusterObservation{Complete: true, Owned: map[string]model.Namespace{
+			"pr-gone-1": {Name: "pr-gone-1", Repo: "acme/gone", Number: 1},
+			"pr-old-9":  {Name: "pr-old-9", Repo: "acme/old", Number: 9},
+		}},
+		Repos:       []RepoObservation{{Repo: "acme/web", Complete: true, Unconfirmed: []int{3}}},
+		OrphanSince: map[string]time.Time{"acme/gone": now.Add(-10 * time.Minute)},
+	}
+	if got := OrphanedRepos(obs, o.Policies); fmt.Sprint(got) != "[acme/gone acme/old]" {
+		t.Errorf("OrphanedRepos = %v", got)
+	}
+	res := Plan(obs, o)
+	if len(res.Actions) != 1 || res.Actions[0].Repo != "acme/web" || res.Actions[0].Kind != KindComment {
+		t.Errorf("within the grace: actions %q, want only acme/web#3's comment repair", lines(res))
+	}
+	orphaned := 0
+	for _, s := range res.Skipped {
+		if s.State == StateOrphaned {
+			orphaned++
+		}
+	}
+	if orphaned != 3 {
+		t.Errorf("orphaned skips = %d, want 3: %+v", orphaned, res.Skipped)
+	}
+	// acme/old has no OrphanSince: noticed just now, its grace starts.
+	o.Now = now.Add(time.Hour)
+	res = Plan(obs, o)
+	want := "acme/gone#1 delete  pr-gone-1 (repository acme/gone is not configured (orphan_grace 1h0m0s passed))\n" +
+		"acme/gone#2 forget  pr-gone-2 (repository acme/gone is not configured (orphan_grace 1h0m0s passed); namespace already gone)\n" +
+		"acme/web#3 comment pr-web-3 (comment out of date)"
+	if got := strings.Join(lines(res), "\n"); got != want {
+		t.Errorf("after the grace:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/previewd/previewd/reconcile/model"
@@ -17,9 +18,18 @@ const (
 	PRMerged PRState = "merged"
 )
 
+// ErrRepoUnreadable wraps a failure to read one repository that is that
+// repository's own (deleted, transferred away, access removed: GitHub
+// answered 404 or 403), as opposed to GitHub or previewd failing. The
+// repository is reported and its previews are kept; the others converge
+// and the cycle counts as successful.
+var ErrRepoUnreadable = errors.New("repository unreadable")
+
 // GitHub is what the loop needs from GitHub.
 type GitHub interface {
-	// ListOpenPRs returns every open PR or an error, never a partial list.
+	// ListOpenPRs returns every open PR or an error, never a partial list;
+	// an error wraps ErrRepoUnreadable when the repository itself cannot
+	// be read.
 	ListOpenPRs(ctx context.Context, repo string) ([]PR, error)
 	GetPR(ctx context.Context, repo string, number int) (PR, PRState, error)
 	UpsertComment(ctx context.Context, repo string, number int, knownID int64, marker, body string) (int64, error)

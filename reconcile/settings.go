@@ -3,6 +3,7 @@ package reconcile
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/previewd/previewd/reconcile/model"
@@ -62,6 +63,10 @@ type Settings struct {
 	// ImageRecheck is when previewd looks again for a missing image it
 	// has waited for since waited ago.
 	ImageRecheck func(waited time.Duration) time.Duration
+	// OrphanGrace is how long previews of a repository that is no longer
+	// configured are kept after previewd first noticed it; 0: removed at
+	// once.
+	OrphanGrace time.Duration
 }
 
 // Validate says what is wrong with s, naming the field.
@@ -92,15 +97,18 @@ func (s Settings) Validate() error {
 	if s.ImageRecheck == nil {
 		bad("settings: ImageRecheck is nil")
 	}
+	if s.OrphanGrace < 0 {
+		bad("settings: OrphanGrace must not be negative, got %s", s.OrphanGrace)
+	}
 	seen := map[string]bool{}
 	for i, r := range s.Repos {
 		switch {
 		case r.Name == "":
 			bad("settings: Repos[%d].Name is empty", i)
-		case seen[r.Name]:
+		case seen[strings.ToLower(r.Name)]:
 			bad("settings: Repos[%d].Name %q is listed twice", i, r.Name)
 		}
-		seen[r.Name] = true
+		seen[strings.ToLower(r.Name)] = true
 	}
 	return errors.Join(errs...)
 }
@@ -114,5 +122,5 @@ func (s Settings) PlanOptions(now time.Time, namespaceFor func(string, int) stri
 		digests[r.Name] = r.Digest
 	}
 	return Options{Now: now, MaxAttempts: s.MaxAttempts, DeployTimeout: s.DeployTimeout, Backoff: s.Backoff,
-		ImageRecheck: s.ImageRecheck, MaxParallel: s.MaxParallel, Policies: policies, Digests: digests, NamespaceFor: namespaceFor, CommentHash: commentHash}
+		ImageRecheck: s.ImageRecheck, MaxParallel: s.MaxParallel, OrphanGrace: s.OrphanGrace, Policies: policies, Digests: digests, NamespaceFor: namespaceFor, CommentHash: commentHash}
 }

@@ -741,3 +741,40 @@ func TestBlock(t *testing.T) {
 		t.Errorf("after a push: %+v", p)
 	}
 }
+
+// TestMigrationRepositoryNamesInLowerCase: rows written under a letter
+// case of the configuration read under the lower-case name; where a case
+// change already made two rows for one PR, the one updated last (with its
+// comment) is kept.
+func TestMigrationRepositoryNamesInLowerCase(t *testing.T) {
+	s := open(t, pgtest.URL(t))
+	all, err := migrations.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.migrate(t.Context(), all[:4]); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	_, err = s.pool.Exec(ctx, `
+		INSERT INTO previews (repo, number, namespace, desired_sha, status, comment_id, sha_first_seen_at, updated_at)
+		VALUES ('Acme/Web', 1, 'pr-web-1', 'aaa', 'ready', 11, $1, $1),
+		       ('Acme/Web', 2, 'pr-web-2', 'bbb', 'ready', 21, $1, $1),
+		       ('acme/web', 2, 'pr-web-2', 'bbb', 'ready', 22, $1, $2)`, t0, at(60))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := get(t, s, model.Key{Repo: "acme/web", Number: 1}); p.CommentID != 11 {
+		t.Errorf("row of Acme/Web#1 under acme/web: comment %d", p.CommentID)
+	}
+	if p := get(t, s, model.Key{Repo: "acme/web", Number: 2}); p.CommentID != 22 {
+		t.Errorf("duplicate rows of #2: kept comment %d, want 22 (updated last)", p.CommentID)
+	}
+	rows, err := s.List(ctx)
+	if err != nil || len(rows) != 2 {
+		t.Errorf("rows after the migration: %d, %v", len(rows), err)
+	}
+}

@@ -22,9 +22,11 @@ type Fault struct {
 	// Times is how many requests the fault answers; 0 means all of them until
 	// it is removed.
 	Times int `json:"times,omitempty"`
-	// Status is the status to answer with: 429 or 403 answer a secondary rate
-	// limit error, others a JSON error with the status text. 0 answers the
-	// request normally (after Delay).
+	// Status is the status to answer with: 429, or 403 without a Message,
+	// answer a secondary rate limit error; 403 with a Message is a plain
+	// refusal (an archived repository: "Repository was archived so is
+	// read-only."); others a JSON error with the status text. 0 answers
+	// the request normally (after Delay).
 	Status int `json:"status,omitempty"`
 	// RetryAfter is sent as Retry-After (whole seconds, rounded up) when > 0.
 	RetryAfter time.Duration `json:"retry_after,omitempty"`
@@ -157,7 +159,7 @@ func (s *Server) faultResponse(r *http.Request, m matched, f *Fault) *out {
 	o := &out{status: f.Status, header: http.Header{}}
 	s.commonHeaders(o.header)
 	msg, doc := f.Message, "https://docs.github.com/rest"
-	if f.Status == http.StatusTooManyRequests || f.Status == http.StatusForbidden {
+	if f.Status == http.StatusTooManyRequests || (f.Status == http.StatusForbidden && msg == "") {
 		if msg == "" {
 			msg = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID " + o.header.Get("X-GitHub-Request-Id") + "."
 		}

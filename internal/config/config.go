@@ -38,6 +38,9 @@ const (
 // DefaultChecksTimeout is repositories[].checks_timeout when unset.
 const DefaultChecksTimeout = 30 * time.Minute
 
+// DefaultOrphanGrace is orphan_grace when unset.
+const DefaultOrphanGrace = time.Hour
+
 // DefaultImageWait is repositories[].image_wait when unset.
 const DefaultImageWait = 15 * time.Minute
 
@@ -63,7 +66,11 @@ type Config struct {
 	DeployTimeout      time.Duration `yaml:"deploy_timeout"`
 	MaxParallelDeploys int           `yaml:"max_parallel_deploys"`
 	MaxAttempts        int           `yaml:"max_attempts"`
-	Repositories       []Repository  `yaml:"repositories"`
+	// OrphanGrace is how long the previews of a repository that is no
+	// longer configured are kept (reported) before they are removed; 0:
+	// at once. Default DefaultOrphanGrace.
+	OrphanGrace  *time.Duration `yaml:"orphan_grace"`
+	Repositories []Repository   `yaml:"repositories"`
 
 	// Token is the personal access token read from github.token_env; never
 	// logged or printed.
@@ -238,6 +245,10 @@ func (c *Config) setDefaults(getenv func(string) string) {
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 3
 	}
+	if c.OrphanGrace == nil {
+		d := DefaultOrphanGrace
+		c.OrphanGrace = &d
+	}
 	for i := range c.Repositories {
 		if c.Repositories[i].ChecksTimeout == 0 {
 			c.Repositories[i].ChecksTimeout = DefaultChecksTimeout
@@ -320,6 +331,9 @@ func (c *Config) validate(getenv func(string) string) error {
 	if c.MaxAttempts < 1 || c.MaxAttempts > 20 {
 		bad("max_attempts", "must be between 1 and 20, got %d", c.MaxAttempts)
 	}
+	if g := *c.OrphanGrace; g < 0 || g > 30*24*time.Hour {
+		bad("orphan_grace", "must be between 0 (remove at once) and 720h, got %s", g)
+	}
 	if len(c.Repositories) == 0 {
 		bad("repositories", "is empty: list at least one repository")
 	}
@@ -360,6 +374,15 @@ func (c *Config) validate(getenv func(string) string) error {
 		}
 		if w := *r.ImageWait; w < 0 || w > 24*time.Hour {
 			bad(p+".image_wait", "must be between 0 (no wait) and 24h, got %s", w)
+		}
+	}
+	if len(errs) == 0 {
+		// GitHub's repository names are case-insensitive: previewd's
+		// identity of a repository (its records, comment markers,
+		// namespace names) is the name in lower case, so that a change of
+		// letter case in this file changes nothing.
+		for i := range c.Repositories {
+			c.Repositories[i].Name = strings.ToLower(c.Repositories[i].Name)
 		}
 	}
 	return errors.Join(errs...)

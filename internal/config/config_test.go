@@ -214,3 +214,15 @@ func TestChartSources(t *testing.T) {
 		})
 	}
 }
+
+// TestRepositoryNamesAreCaseInsensitive: GitHub's names are; previewd's
+// identity of a repository is its name in lower case.
+func TestRepositoryNamesAreCaseInsensitive(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(strings.Replace(good, "acme/web", "Acme/Web", 1)), chartDir(t), env(map[string]string{"GH": "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Repositories[0].Name != "acme/web" {
+		t.Errorf("name = %q, want acme/web", cfg.Repositories[0].Name)
+	}
+}

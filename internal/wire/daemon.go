@@ -214,6 +214,7 @@ func Settings(cfg *config.Config) reconcile.Settings {
 		MaxAttempts:   cfg.MaxAttempts,
 		Backoff:       config.RetryBackoff,
 		ImageRecheck:  config.ImageRecheck,
+		OrphanGrace:   *cfg.OrphanGrace,
 	}
 	for _, r := range cfg.Repositories {
 		s.Repos = append(s.Repos, reconcile.Repo{Name: r.Name, Chart: r.CompiledChart, Image: r.Image,

@@ -51,6 +51,9 @@ func convert(p github.PR) reconcile.PR {
 // ListOpenPRs returns every open PR of repo.
 func (g GitHub) ListOpenPRs(ctx context.Context, repo string) ([]reconcile.PR, error) {
 	prs, err := g.C.ListOpenPRs(ctx, repo)
+	if errors.Is(err, github.ErrNotFound) || errors.Is(err, github.ErrForbidden) {
+		return nil, fmt.Errorf("%w: %w", reconcile.ErrRepoUnreadable, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -212,7 +212,7 @@ func TestAlertsAreDocumented(t *testing.T) {
 	}
 
 	want := []string{"PreviewdDeployStuck", "PreviewdReconcileErrors", "PreviewdNoSuccessfulSync",
-		"PreviewdGitHubRateLimitLow", "PreviewdNamespaceDeletionFailing", "PreviewdNamespaceDeletionStuck", "PreviewdDown"}
+		"PreviewdRepositoryUnreadable", "PreviewdGitHubRateLimitLow", "PreviewdNamespaceDeletionFailing", "PreviewdNamespaceDeletionStuck", "PreviewdDown"}
 	var got []string
 	for _, r := range rules {
 		got = append(got, r.Alert)

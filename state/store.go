@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +40,17 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		// pgx's parse errors quote the URL, password included.
 		return nil, errors.New("parsing database URL: invalid connection string")
+	}
+	// A peer that vanished (a partition, a dead node) is noticed in
+	// seconds rather than hours: client-side keepalives, and the server's
+	// for its side of each session (the leader lock's session above all),
+	// unless the URL sets them.
+	cfg.ConnConfig.DialFunc = (&net.Dialer{KeepAlive: 5 * time.Second, Timeout: 30 * time.Second}).DialContext
+	for k, v := range map[string]string{"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2",
+		"tcp_keepalives_count": "3", "tcp_user_timeout": "10000"} {
+		if _, set := cfg.ConnConfig.RuntimeParams[k]; !set {
+			cfg.ConnConfig.RuntimeParams[k] = v
+		}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

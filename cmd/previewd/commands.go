@@ -95,7 +95,7 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer, getenv func
 		"interval", cfg.Interval.String(), "instance", cfg.Instance)
 	if *once {
 		lctx, cancel := context.WithTimeout(ctx, *leaderWait)
-		lead, err := d.Store.Lead(lctx, cfg.Instance, time.Second)
+		lead, err := d.Store.Lead(lctx, cfg.Instance, time.Second, log)
 		cancel()
 		if err != nil {
 			return fail(stderr, fmt.Errorf("another previewd of instance %q holds the leader lock (waited %s): stop it or use another instance", cfg.Instance, *leaderWait))
@@ -132,7 +132,7 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer, getenv func
 func lead(ctx context.Context, d *wire.Daemon, log *slog.Logger) {
 	for ctx.Err() == nil {
 		log.Info("waiting for the leader lock (standby)")
-		l, err := d.Store.Lead(ctx, d.Config.Instance, 2*time.Second)
+		l, err := d.Store.Lead(ctx, d.Config.Instance, 2*time.Second, log)
 		if err != nil {
 			return
 		}

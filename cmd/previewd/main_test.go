@@ -400,3 +400,73 @@ func TestLeaderElectionTwoProcesses(t *testing.T) {
 		t.Errorf("image = %q", img)
 	}
 }
+
+// TestLeaderFrozen: the leader is frozen (kill -STOP), so its PostgreSQL
+// session, and the lock, stay. The standby takes over once the leader's
+// lease has expired and deploys a push within 30 s; the old leader, thawed,
+// steps down instead of acting.
+func TestLeaderFrozen(t *testing.T) {
+	e := e2e.New(t, "")
+	n := e.Open("Frozen", "frozen", e2e.SHA("f1"))
+	addrs := []string{freeAddr(t), freeAddr(t)}
+	var cmds []*exec.Cmd
+	var logs []*e2e.SyncBuffer
+	for _, a := range addrs {
+		c, l := startDaemon(t, e, "--listen", a)
+		cmds, logs = append(cmds, c), append(logs, l)
+		defer func() { _ = c.Process.Signal(syscall.SIGCONT); _ = c.Process.Kill(); _ = c.Wait() }()
+	}
+	leader := -1
+	waitFor(t, "one leader and one standby", 30*time.Second, func() bool {
+		l0, s0 := isLeader(addrs[0])
+		l1, s1 := isLeader(addrs[1])
+		switch {
+		case l0 && s1:
+			leader = 0
+		case l1 && s0:
+			leader = 1
+		}
+		return leader >= 0
+	})
+	standby := 1 - leader
+	waitFor(t, "the preview to be ready", 30*time.Second, func() bool {
+		cs := e.BotComments(n)
+		return len(cs) == 1 && strings.Contains(cs[0].Body, "Preview ready")
+	})
+
+	if err := cmds[leader].Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	frozen := time.Now()
+	if err := e.GH.Push(e.Repo, n, e2e.SHA("f2")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the standby to take over and deploy the push", 60*time.Second, func() bool {
+		cs := e.BotComments(n)
+		return len(cs) == 1 && strings.Contains(cs[0].Body, "Preview ready") && strings.Contains(cs[0].Body, e2e.SHA("f2")[:7])
+	})
+	took := time.Since(frozen)
+	t.Logf("leader frozen → standby deployed the push and reported Ready: %s", took.Round(time.Millisecond))
+	if took > 30*time.Second {
+		t.Errorf("takeover took %s, want within 30 s", took)
+	}
+	if !strings.Contains(logs[standby].String(), "ended its PostgreSQL session to take over") {
+		t.Errorf("the standby did not say it broke the expired lease:\n%s", logs[standby].String())
+	}
+
+	// Thawed, the old leader finds its session gone and stands by.
+	deploysBefore := strings.Count(logs[leader].String(), "msg=deploying")
+	if err := cmds[leader].Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the old leader to step down", 30*time.Second, func() bool {
+		l, s := isLeader(addrs[leader])
+		return !l && s && strings.Contains(logs[leader].String(), "lost the leader lock")
+	})
+	if l, _ := isLeader(addrs[standby]); !l {
+		t.Error("the new leader does not report previewd_leader 1")
+	}
+	if after := strings.Count(logs[leader].String(), "msg=deploying"); after != deploysBefore {
+		t.Errorf("the thawed old leader deployed %d times", after-deploysBefore)
+	}
+}

@@ -167,7 +167,13 @@ func (c *Cluster) workloads(ctx context.Context, owned map[string]model.Namespac
 
 // EnsureNamespace creates the preview namespace or confirms it is ours.
 func (c *Cluster) EnsureNamespace(ctx context.Context, ns, repo string, number int) error {
-	return c.Namespaces.Ensure(ctx, ns, repo, number)
+	err := c.Namespaces.Ensure(ctx, ns, repo, number)
+	if errors.Is(err, ErrTerminating) {
+		// A PR reopened while its namespace is still being deleted: not
+		// a failure of the SHA; deployed once the namespace is gone.
+		return Transient(err)
+	}
+	return err
 }
 
 // Apply installs or upgrades the preview release.

@@ -97,8 +97,19 @@ func TestEnsureRefusesWhatIsNotOurs(t *testing.T) {
 			}
 		})
 	}
+	// The cluster tells the executor a terminating namespace is a wait,
+	// not a failed attempt (reconcile.Transient).
+	c := &Cluster{Namespaces: n}
+	var tr interface{ Transient() bool }
+	if err := c.EnsureNamespace(context.Background(), "pr-web-5", "acme/web", 5); !errors.As(err, &tr) || !tr.Transient() {
+		t.Errorf("EnsureNamespace on a terminating namespace = %v, want a transient error", err)
+	}
 	// Nothing was changed.
-	ns, _ := cs.CoreV1().Namespaces().Get(context.Background(), "pr-web-1", metav1.GetOptions{})
+	ns, _ := cs.CoreV1().Namespaces().Get(context.Background(), "pr-web-5", metav1.GetOptions{})
+	if ns.DeletionTimestamp == nil {
+		t.Error("the terminating namespace changed")
+	}
+	ns, _ = cs.CoreV1().Namespaces().Get(context.Background(), "pr-web-1", metav1.GetOptions{})
 	if ns.Labels[LabelManagedBy] != "" {
 		t.Error("a foreign namespace was adopted")
 	}

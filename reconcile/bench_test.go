@@ -46,7 +46,7 @@ func benchObservation() (Observation, Options) {
 		}
 		obs.Repos = append(obs.Repos, ro)
 	}
-	o := Options{Now: now, MaxAttempts: 3, DeployTimeout: 3 * time.Minute, NamespaceFor: nsFor, Policies: pol,
+	o := Options{Now: now, MaxAttempts: 3, LockStaleAfter: 3 * time.Minute, NamespaceFor: nsFor, Policies: pol,
 		CommentHash: func(p model.Preview) string { return "h" }}
 	return obs, o
 }

@@ -224,7 +224,7 @@ func Classify(f Facts, o Options) Verdict {
 		}
 	}
 	switch {
-	case rel.Locked() && o.Now.Sub(rel.Updated) > o.DeployTimeout:
+	case rel.Locked() && o.Now.Sub(rel.Updated) > o.LockStaleAfter:
 		return Verdict{StateLocked, fmt.Sprintf("release %s since %s", rel.Status, rel.Updated.UTC().Format(time.RFC3339))}
 	case atSHA && row.Status == model.StatusReady && row.DeployedSHA == pr.SHA && rel.DeployedAt(pr.SHA) &&
 		f.Owned != nil && f.WorkloadsObserved && !f.Workloads.Ready:

@@ -149,10 +149,21 @@ var mdSpecial = strings.NewReplacer(
 	"<", "&lt;", ">", "&gt;", "&", "&amp;", "\n", " ", "\r", " ",
 )
 
-// EscapeMarkdown makes user-controlled text (titles, branch names) inert in
-// a GitHub comment: no links, no HTML, no table breaks, no mentions'
-// formatting tricks.
-func EscapeMarkdown(s string) string { return mdSpecial.Replace(s) }
+// wordJoiner is an invisible character that breaks GitHub's mention,
+// reference and autolink patterns without changing what a reader sees.
+const wordJoiner = "\u2060"
+
+// inert breaks what GitHub links or notifies in rendered text, which
+// Markdown escapes do not stop (GitHub finds @team and #123 in the HTML
+// text): @mentions, #references, autolinked URLs and www. hosts.
+var inert = strings.NewReplacer("@", "@"+wordJoiner, "#", "#"+wordJoiner, "://", ":"+wordJoiner+"//",
+	"www.", "www"+wordJoiner+".", "WWW.", "WWW"+wordJoiner+".")
+
+// EscapeMarkdown makes user-controlled text (titles, branch names, error
+// lines) inert in a GitHub comment: no links, no HTML, no table breaks, no
+// @mentions (a branch named @acme/everyone notifies nobody), no #references
+// and no autolinks.
+func EscapeMarkdown(s string) string { return mdSpecial.Replace(inert.Replace(s)) }
 
 // Renderer renders PR comments from preview rows; the executor writes them
 // and the planner compares their hashes.

@@ -64,3 +64,23 @@ func TestHashCacheRendersOncePerRowVersion(t *testing.T) {
 		t.Error("cached hash differs from a fresh render")
 	}
 }
+
+// TestCommentNotifiesNobody: a branch (or an error line) with a team
+// mention, an issue reference or a URL renders as text: GitHub's
+// patterns for them do not match, what a reader sees is unchanged.
+func TestCommentNotifiesNobody(t *testing.T) {
+	p := model.Preview{Repo: "acme/web", Number: 1, Namespace: "pr-web-1", DesiredSHA: shaA, Status: model.StatusFailed,
+		Branch: "@acme/everyone-fixes-#12", LastError: "pull of www.evil.example/x failed, see https://evil.example/@admin"}
+	body := RenderComment(p, CommentInfo{MaxAttempts: 3}, nil)
+	for _, bad := range []string{"@acme", "#12", "https://evil", "www.evil", "@admin"} {
+		if strings.Contains(body, bad) {
+			t.Errorf("comment contains %q as GitHub would link or notify it:\n%s", bad, body)
+		}
+	}
+	visible := strings.ReplaceAll(body, "\u2060", "")
+	for _, want := range []string{`@acme/everyone-fixes-\#12`, "https://evil.example/@admin"} {
+		if !strings.Contains(visible, want) {
+			t.Errorf("the reader no longer sees %q:\n%s", want, visible)
+		}
+	}
+}

@@ -513,7 +513,7 @@ func (e *Executor) attempt(ctx context.Context, log *slog.Logger, a Action) erro
 			// Nothing of ours runs for this PR (one sequence per PR), but
 			// another process may: only a lock older than the deploy
 			// timeout is an interrupted operation.
-			if age := e.d.Now().Sub(le.Since); age <= e.s.DeployTimeout {
+			if age := e.d.Now().Sub(le.Since); age <= e.s.LockStaleAfter() {
 				err = fmt.Errorf("%w (%s for %s)", errLockFresh, le.Status, age.Round(time.Second))
 			} else {
 				log.Warn("release locked by an interrupted operation; reinstalling", "status", le.Status, "since", le.Since)

@@ -27,8 +27,9 @@ type fakeCluster struct {
 	active   atomic.Int32
 	peak     atomic.Int32
 	lastSHA  map[string]string
-	charts   []model.ChartRef
-	ensured  int
+	charts    []model.ChartRef
+	ensured   int
+	ensureErr error
 }
 
 func (f *fakeCluster) Observe(context.Context, []string) (model.ClusterObservation, error) {
@@ -38,7 +39,7 @@ func (f *fakeCluster) EnsureNamespace(context.Context, string, string, int) erro
 	f.mu.Lock()
 	f.ensured++
 	f.mu.Unlock()
-	return nil
+	return f.ensureErr
 }
 func (f *fakeCluster) Apply(_ context.Context, ns string, chart model.ChartRef, values map[string]any, _ time.Duration) error {
 	sha := values["image"].(map[string]any)["tag"].(string)
@@ -518,5 +519,29 @@ func TestExecutorRepoChartAtTheSHA(t *testing.T) {
 				t.Errorf("chart = %+v, want %s of %s", got, tc.want, repoChart)
 			}
 		})
+	}
+}
+
+type transientErr struct{ error }
+
+func (transientErr) Transient() bool { return true }
+
+// TestExecutorTransientFailureUsesNoAttempt: a PR reopened while its
+// namespace is still terminating (or a chart GitHub could not serve now)
+// is tried again by a later cycle; it does not burn the attempt budget.
+func TestExecutorTransientFailureUsesNoAttempt(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	cl := &fakeCluster{ensureErr: transientErr{errors.New("namespace pr-web-8 (deletion requested 12:00): namespace is terminating")}}
+	ex := newExecutor(t, &fakeGitHub{}, cl, st, settings(1))
+	var retries []time.Time
+	ex.onRetry = func(at time.Time, _ bool) { retries = append(retries, at) }
+	a := deployOf(8, shaA)
+	a.RetryAfter = time.Second
+	ex.Submit(ctx, []Action{a})
+	_ = ex.Wait()
+	p, _, _ := st.Get(ctx, model.Key{Repo: "acme/web", Number: 8})
+	if p.Status == model.StatusFailed || p.Attempts != 0 || len(retries) != 0 {
+		t.Errorf("row %s attempts %d, retries %v: want no attempt used and no retry scheduled", p.Status, p.Attempts, retries)
 	}
 }

@@ -75,9 +75,11 @@ type Observation struct {
 
 // Options are the plan's parameters; Now is the only clock.
 type Options struct {
-	Now           time.Time
-	MaxAttempts   int
-	DeployTimeout time.Duration
+	Now         time.Time
+	MaxAttempts int
+	// LockStaleAfter is the age of a pending-* release that counts as an
+	// interrupted operation (Settings.LockStaleAfter).
+	LockStaleAfter time.Duration
 	// Backoff is the wait after failed attempt n before attempt n+1.
 	Backoff func(n int) time.Duration
 	// ImageRecheck is when to look again for an image waited for since

@@ -22,7 +22,7 @@ func nsFor(repo string, n int) string {
 }
 
 func opts() Options {
-	return Options{Now: now, MaxAttempts: 3, DeployTimeout: 3 * time.Minute, NamespaceFor: nsFor,
+	return Options{Now: now, MaxAttempts: 3, LockStaleAfter: 3 * time.Minute, NamespaceFor: nsFor,
 		Backoff: func(n int) time.Duration { return time.Duration(n) * time.Minute }, Policies: map[string]RepoPolicy{"acme/web": {ImageWait: 15 * time.Minute},
 			"acme/ci": {WaitForChecks: []string{"build", "lint"}, ChecksTimeout: 30 * time.Minute}},
 		ImageRecheck: func(waited time.Duration) time.Duration { return max(waited, 15*time.Second) }, OrphanGrace: time.Hour}
@@ -353,5 +353,27 @@ func TestPlanOrphans(t *testing.T) {
 		"acme/web#3 comment pr-web-3 (comment out of date)"
 	if got := strings.Join(lines(res), "\n"); got != want {
 		t.Errorf("after the grace:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestLockStaleAfterOutlastsHelm: a deploy_timeout shorter than a Helm
+// operation does not let a new leader take over a release whose operation
+// may still be running.
+func TestLockStaleAfterOutlastsHelm(t *testing.T) {
+	s := Settings{DeployTimeout: 10 * time.Second, HelmTimeout: 2 * time.Minute}
+	if got := s.LockStaleAfter(); got <= 2*time.Minute {
+		t.Errorf("LockStaleAfter = %s with a 2m Helm timeout", got)
+	}
+	s.DeployTimeout = 10 * time.Minute
+	if got := s.LockStaleAfter(); got != 10*time.Minute {
+		t.Errorf("LockStaleAfter = %s, want deploy_timeout when longer", got)
+	}
+	o := opts()
+	o.LockStaleAfter = Settings{DeployTimeout: 10 * time.Second, HelmTimeout: 2 * time.Minute}.LockStaleAfter()
+	f := Facts{Repo: "acme/web", Number: 1, PR: &PR{Repo: "acme/web", Number: 1, SHA: shaB}, RepoComplete: true, ClusterComplete: true,
+		Namespace: "pr-web-1", Owned: &model.Namespace{Name: "pr-web-1", Repo: "acme/web", Number: 1},
+		Release: model.Release{Exists: true, Status: "pending-upgrade", SHA: shaA, Updated: now.Add(-time.Minute)}}
+	if v := Classify(f, o); v.State == StateLocked {
+		t.Errorf("a release pending for 1m (Helm may still run) is taken over: %s", v.Reason)
 	}
 }

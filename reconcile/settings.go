@@ -53,7 +53,7 @@ type Settings struct {
 	Repos         []Repo
 	Interval      time.Duration // poll period
 	Resync        time.Duration // full resync period; 0: none
-	DeployTimeout time.Duration // readiness wait of one attempt; also the age of a stale Helm lock
+	DeployTimeout time.Duration // readiness wait of one attempt
 	HelmTimeout   time.Duration // one Helm install/upgrade/uninstall
 	MaxParallel   int           // deploys at once
 	MaxAttempts   int           // failed attempts per SHA before previewd waits for a new SHA
@@ -113,6 +113,20 @@ func (s Settings) Validate() error {
 	return errors.Join(errs...)
 }
 
+// lockMargin is how much longer than a Helm operation may last a release
+// stays locked before it counts as interrupted: the operation's own
+// clean-up after its timeout (marking the revision failed) and clock skew
+// between processes.
+const lockMargin = 30 * time.Second
+
+// LockStaleAfter is the age after which a release left pending-* (or
+// uninstalling) was interrupted (a process died mid-operation) and may be
+// taken over: never before a Helm operation that may still be running
+// (HelmTimeout) could have ended, whatever deploy_timeout says.
+func (s Settings) LockStaleAfter() time.Duration {
+	return max(s.DeployTimeout, s.HelmTimeout+lockMargin)
+}
+
 // PlanOptions are the planner's parameters at now.
 func (s Settings) PlanOptions(now time.Time, namespaceFor func(string, int) string, commentHash func(model.Preview) string) Options {
 	policies := make(map[string]RepoPolicy, len(s.Repos))
@@ -121,6 +135,6 @@ func (s Settings) PlanOptions(now time.Time, namespaceFor func(string, int) stri
 		policies[r.Name] = r.Policy
 		digests[r.Name] = r.Digest
 	}
-	return Options{Now: now, MaxAttempts: s.MaxAttempts, DeployTimeout: s.DeployTimeout, Backoff: s.Backoff,
+	return Options{Now: now, MaxAttempts: s.MaxAttempts, LockStaleAfter: s.LockStaleAfter(), Backoff: s.Backoff,
 		ImageRecheck: s.ImageRecheck, MaxParallel: s.MaxParallel, OrphanGrace: s.OrphanGrace, Policies: policies, Digests: digests, NamespaceFor: namespaceFor, CommentHash: commentHash}
 }

@@ -218,6 +218,28 @@ type hashEntry struct {
 	hash    string
 }
 
+// Retain drops the hashes of previews that are not in live.
+func (c *HashCache) Retain(live []model.Preview) {
+	keep := make(map[model.Key]bool, len(live))
+	for _, p := range live {
+		keep[p.Key()] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.m {
+		if !keep[k] {
+			delete(c.m, k)
+		}
+	}
+}
+
+// Len is how many hashes are cached.
+func (c *HashCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
+
 // Hash returns the comment hash of p, rendering only rows it has not seen
 // at this version (UpdatedAt) before.
 func (c *HashCache) Hash(p model.Preview) string {

@@ -661,3 +661,29 @@ func (e *Executor) comment(ctx context.Context, key model.Key) error {
 	}
 	return e.st.SetComment(ctx, key, id, hash)
 }
+
+// forgetExcept drops the per-preview state of previews that are not live
+// any more (deleted), so that it does not grow with every PR ever seen.
+func (e *Executor) forgetExcept(live []model.Preview) {
+	keep := make(map[model.Key]bool, len(live))
+	for _, p := range live {
+		keep[p.Key()] = true
+	}
+	e.commentMu.Range(func(k, v any) bool {
+		if key := k.(model.Key); !keep[key] {
+			mu := v.(*sync.Mutex)
+			if mu.TryLock() { // not while a comment update runs
+				e.commentMu.Delete(key)
+				mu.Unlock()
+			}
+		}
+		return true
+	})
+}
+
+// commentLocks is how many previews have comment state (tests).
+func (e *Executor) commentLocks() int {
+	n := 0
+	e.commentMu.Range(func(any, any) bool { n++; return true })
+	return n
+}

@@ -20,13 +20,13 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // fakeCluster records calls; WaitReady behaves as waitFn says.
 type fakeCluster struct {
-	mu       sync.Mutex
-	applied  []string // namespace@sha
-	waitFn   func(ctx context.Context, ns, sha string) error
-	applyErr error
-	active   atomic.Int32
-	peak     atomic.Int32
-	lastSHA  map[string]string
+	mu        sync.Mutex
+	applied   []string // namespace@sha
+	waitFn    func(ctx context.Context, ns, sha string) error
+	applyErr  error
+	active    atomic.Int32
+	peak      atomic.Int32
+	lastSHA   map[string]string
 	charts    []model.ChartRef
 	ensured   int
 	ensureErr error
@@ -543,5 +543,37 @@ func TestExecutorTransientFailureUsesNoAttempt(t *testing.T) {
 	p, _, _ := st.Get(ctx, model.Key{Repo: "acme/web", Number: 8})
 	if p.Status == model.StatusFailed || p.Attempts != 0 || len(retries) != 0 {
 		t.Errorf("row %s attempts %d, retries %v: want no attempt used and no retry scheduled", p.Status, p.Attempts, retries)
+	}
+}
+
+// TestPerPreviewStateDoesNotGrow: what the executor and the comment hash
+// cache keep per preview goes once the preview is no longer live.
+func TestPerPreviewStateDoesNotGrow(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	ex := newExecutor(t, &fakeGitHub{}, &fakeCluster{}, st, settings(2))
+	var actions []Action
+	for n := 1; n <= 5; n++ {
+		actions = append(actions, deployOf(n, shaA))
+	}
+	ex.Submit(ctx, actions)
+	if err := ex.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	live, err := st.List(ctx)
+	if err != nil || len(live) != 5 {
+		t.Fatalf("rows %d %v", len(live), err)
+	}
+	hashes := &HashCache{R: NewRenderer(settings(2), nil)}
+	for _, p := range live {
+		hashes.Hash(p)
+	}
+	if ex.commentLocks() != 5 || hashes.Len() != 5 {
+		t.Fatalf("before: %d comment locks, %d hashes", ex.commentLocks(), hashes.Len())
+	}
+	ex.forgetExcept(live[:2])
+	hashes.Retain(live[:2])
+	if ex.commentLocks() != 2 || hashes.Len() != 2 {
+		t.Errorf("after 3 previews went: %d comment locks, %d hashes; want 2 and 2", ex.commentLocks(), hashes.Len())
 	}
 }

@@ -31,6 +31,28 @@ type LoopOptions struct {
 	// ChartDigest identifies the contents of a chart; nil: no drift is
 	// planned for chart changes or settings changes.
 	ChartDigest func(chart model.ChartSource) (string, error)
+	// Retain, if set, is told the live previews after each successful
+	// cycle (caches drop the others).
+	Retain func(live []model.Preview)
+}
+
+// purgeEvery is how often the records of long-deleted previews are purged.
+const purgeEvery = time.Hour
+
+// purge removes, at most once per purgeEvery, the records of previews
+// deleted longer than the retention ago.
+func (l *Loop) purge(ctx context.Context, now time.Time) {
+	if l.s.Retention <= 0 || now.Sub(l.lastPurge) < purgeEvery {
+		return
+	}
+	l.lastPurge = now
+	n, err := l.st.Purge(ctx, now.Add(-l.s.Retention))
+	switch {
+	case err != nil:
+		l.log.Warn("purging the records of deleted previews failed; trying again in an hour", "err", l.d.Redact(err.Error()))
+	case n > 0:
+		l.log.Info("purged the records of deleted previews", "previews", n, "retention", l.s.Retention)
+	}
 }
 
 // Loop is observe → plan → apply, level-triggered.
@@ -55,6 +77,8 @@ type Loop struct {
 	// orphanSince is when this process first saw previews of each
 	// repository that is not configured.
 	orphanSince map[string]time.Time
+	// lastPurge is when deleted previews' records were last purged.
+	lastPurge time.Time
 }
 
 // NewLoop wires a loop from validated settings; ex may be nil for a loop
@@ -336,6 +360,13 @@ func (l *Loop) Cycle(ctx context.Context) (Result, error) {
 	}
 	if l.ex != nil && ctx.Err() == nil {
 		l.ex.Submit(ctx, res.Actions)
+		if err == nil {
+			l.ex.forgetExcept(obs.Previews)
+			if l.o.Retain != nil {
+				l.o.Retain(obs.Previews)
+			}
+			l.purge(ctx, start)
+		}
 	}
 	end := l.d.Now()
 	l.d.Metrics.cycle(start, end, err, obs.Previews, res.Actions)

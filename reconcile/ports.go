@@ -86,4 +86,7 @@ type Store interface {
 	SetError(ctx context.Context, key model.Key, msg string) error
 	SetComment(ctx context.Context, key model.Key, commentID int64, hash string) error
 	Attempts(ctx context.Context, key model.Key) ([]model.Attempt, error)
+	// Purge removes the records (and attempts) of previews deleted before
+	// before.
+	Purge(ctx context.Context, before time.Time) (int64, error)
 }

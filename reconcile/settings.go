@@ -67,6 +67,9 @@ type Settings struct {
 	// configured are kept after previewd first noticed it; 0: removed at
 	// once.
 	OrphanGrace time.Duration
+	// Retention is how long the records of deleted previews are kept;
+	// 0: for ever.
+	Retention time.Duration
 }
 
 // Validate says what is wrong with s, naming the field.

@@ -405,3 +405,14 @@ func (s *Store) Attempts(ctx context.Context, key model.Key) ([]model.Attempt, e
 	}
 	return as, nil
 }
+
+// Purge removes the records of previews deleted before before, with their
+// deploy attempts (and the log excerpts these quote). It returns how many
+// previews were removed.
+func (s *Store) Purge(ctx context.Context, before time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM previews WHERE status = 'deleted' AND updated_at < $1`, before)
+	if err != nil {
+		return 0, fmt.Errorf("purging deleted previews: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

@@ -778,3 +778,45 @@ func TestMigrationRepositoryNamesInLowerCase(t *testing.T) {
 		t.Errorf("rows after the migration: %d, %v", len(rows), err)
 	}
 }
+
+// TestPurge: the records of previews deleted before the cut-off go, with
+// their attempts; live previews and recent deletions stay.
+func TestPurge(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	old, recent, live := model.Key{Repo: "acme/web", Number: 1}, model.Key{Repo: "acme/web", Number: 2}, model.Key{Repo: "acme/web", Number: 3}
+	for _, k := range []model.Key{old, recent, live} {
+		mustObserve(t, s, k, "aaa", at(0))
+		if _, err := s.StartAttempt(ctx, k, "aaa", at(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, when := range map[model.Key]time.Time{old: at(10), recent: at(1000)} {
+		if err := s.MarkDeleting(ctx, k, when); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkDeleted(ctx, k, when); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// updated_at is the database's clock: age the old deletion by hand.
+	if _, err := s.pool.Exec(ctx, `UPDATE previews SET updated_at = $1 WHERE number = 1`, at(10)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Purge(ctx, at(500))
+	if err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want 1", n, err)
+	}
+	if _, ok, _ := s.Get(ctx, old); ok {
+		t.Error("the old deletion's record is still there")
+	}
+	for _, k := range []model.Key{recent, live} {
+		if _, ok, _ := s.Get(ctx, k); !ok {
+			t.Errorf("%v was purged", k)
+		}
+	}
+	var attempts int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM deploy_attempts`).Scan(&attempts); err != nil || attempts != 2 {
+		t.Errorf("attempts left = %d (%v), want 2", attempts, err)
+	}
+}

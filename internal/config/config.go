@@ -38,6 +38,9 @@ const (
 // DefaultChecksTimeout is repositories[].checks_timeout when unset.
 const DefaultChecksTimeout = 30 * time.Minute
 
+// DefaultRetention is retention when unset.
+const DefaultRetention = 30 * 24 * time.Hour
+
 // DefaultOrphanGrace is orphan_grace when unset.
 const DefaultOrphanGrace = time.Hour
 
@@ -69,7 +72,10 @@ type Config struct {
 	// OrphanGrace is how long the previews of a repository that is no
 	// longer configured are kept (reported) before they are removed; 0:
 	// at once. Default DefaultOrphanGrace.
-	OrphanGrace  *time.Duration `yaml:"orphan_grace"`
+	OrphanGrace *time.Duration `yaml:"orphan_grace"`
+	// Retention is how long the records of deleted previews (and their
+	// deploy attempts) are kept; 0: for ever. Default DefaultRetention.
+	Retention    *time.Duration `yaml:"retention"`
 	Repositories []Repository   `yaml:"repositories"`
 
 	// Token is the personal access token read from github.token_env; never
@@ -249,6 +255,10 @@ func (c *Config) setDefaults(getenv func(string) string) {
 		d := DefaultOrphanGrace
 		c.OrphanGrace = &d
 	}
+	if c.Retention == nil {
+		d := DefaultRetention
+		c.Retention = &d
+	}
 	for i := range c.Repositories {
 		if c.Repositories[i].ChecksTimeout == 0 {
 			c.Repositories[i].ChecksTimeout = DefaultChecksTimeout
@@ -333,6 +343,9 @@ func (c *Config) validate(getenv func(string) string) error {
 	}
 	if g := *c.OrphanGrace; g < 0 || g > 30*24*time.Hour {
 		bad("orphan_grace", "must be between 0 (remove at once) and 720h, got %s", g)
+	}
+	if r := *c.Retention; r != 0 && r < time.Hour {
+		bad("retention", "must be 0 (keep for ever) or at least 1h, got %s", r)
 	}
 	if len(c.Repositories) == 0 {
 		bad("repositories", "is empty: list at least one repository")

@@ -193,7 +193,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	d.Executor = ex
 	d.Loop, err = reconcile.NewLoop(gh, cl, st, ex, settings, reconcile.LoopOptions{
 		NamespaceFor: kube.NamespaceName, CommentHash: hashes.Hash, ResyncContext: github.Unconditional,
-		ChartDigest: kube.ChartSourceDigest,
+		ChartDigest: kube.ChartSourceDigest, Retain: hashes.Retain,
 	}, deps)
 	if err != nil {
 		return nil, err
@@ -215,6 +215,7 @@ func Settings(cfg *config.Config) reconcile.Settings {
 		Backoff:       config.RetryBackoff,
 		ImageRecheck:  config.ImageRecheck,
 		OrphanGrace:   *cfg.OrphanGrace,
+		Retention:     *cfg.Retention,
 	}
 	for _, r := range cfg.Repositories {
 		s.Repos = append(s.Repos, reconcile.Repo{Name: r.Name, Chart: r.CompiledChart, Image: r.Image,

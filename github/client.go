@@ -98,6 +98,12 @@ type Client struct {
 	mu           sync.Mutex
 	blockedUntil time.Time
 	blockedSec   bool
+	// writesBlockedUntil holds writes only: a secondary limit met by a
+	// write (content creation) does not stop reads.
+	writesBlockedUntil time.Time
+
+	budget writeBudget
+	turns  turns
 
 	identMu sync.Mutex
 	ident   *identity // nil until known; guarded by identMu
@@ -300,16 +306,41 @@ func retryAfter(v string, now time.Time) time.Duration {
 	return DefaultRetryAfter
 }
 
-// hold records a rate limit: every call fails at once until f.until.
+// hold records a rate limit: every call fails at once until f.until; a
+// secondary limit met by a write holds writes only (GitHub's content
+// creation limits), so that listing, and with it deletions, go on.
 func (c *Client) hold(f failure, err error, method, path string) error {
+	writesOnly := f.secondary && method != http.MethodGet
 	c.mu.Lock()
-	if f.until.After(c.blockedUntil) {
+	switch {
+	case writesOnly && f.until.After(c.writesBlockedUntil):
+		c.writesBlockedUntil = f.until
+	case !writesOnly && f.until.After(c.blockedUntil):
 		c.blockedUntil, c.blockedSec = f.until, f.secondary
 	}
 	c.mu.Unlock()
-	c.log.Warn("GitHub rate limit hit: holding all requests", "until", f.until.UTC().Format(time.RFC3339),
+	what := "all requests"
+	if writesOnly {
+		what = "writes (reads go on)"
+	}
+	c.log.Warn("GitHub rate limit hit: holding "+what, "until", f.until.UTC().Format(time.RFC3339),
 		"secondary", f.secondary, "method", method, "path", path)
 	return &RateLimitedError{Until: f.until, Secondary: f.secondary, sent: true, err: err}
+}
+
+// heldWrite returns a *RateLimitedError while writes are held (by a limit
+// on writes or on every call).
+func (c *Client) heldWrite() error {
+	if err := c.held(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	until := c.writesBlockedUntil
+	c.mu.Unlock()
+	if c.now().Before(until) {
+		return &RateLimitedError{Until: until, Secondary: true}
+	}
+	return nil
 }
 
 // held returns a *RateLimitedError while a rate limit holds calls.
@@ -346,6 +377,14 @@ func (c *Client) mutate(ctx context.Context, method, path string, in, out any) (
 				return nil, err
 			}
 		}
+	}
+	if err := c.heldWrite(); err != nil {
+		return nil, err
+	}
+	if ok, next := c.budget.take(c.now()); !ok {
+		c.log.Warn("GitHub write budget used up (content creation limits): write not sent",
+			"per_minute", c.budget.perMinute, "per_hour", c.budget.perHour, "next", next.UTC().Format(time.RFC3339), "method", method, "path", path)
+		return nil, &RateLimitedError{Until: next, Secondary: true}
 	}
 	resp, err := c.do(ctx, c.http, method, path, in, out, nil)
 	rl, ok := errors.AsType[*RateLimitedError](err)

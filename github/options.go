@@ -55,6 +55,12 @@ type Options struct {
 	// MutationSpacing is the minimum gap between two mutating requests;
 	// DefaultMutationSpacing when 0.
 	MutationSpacing time.Duration
+	// WritesPerMinute and WritesPerHour bound the writes sent (GitHub's
+	// content creation limits): DefaultWritesPerMinute and
+	// DefaultWritesPerHour when 0, none when negative. A write over the
+	// budget is not sent: it fails with a *RateLimitedError saying when
+	// the next may go.
+	WritesPerMinute, WritesPerHour int
 	// RetryBackoff is the wait before the first retry of a GET after a 5xx
 	// or a network error, doubled for the second; DefaultRetryBackoff when 0.
 	RetryBackoff time.Duration
@@ -127,6 +133,7 @@ func New(opts Options) (*Client, error) {
 		retries:   2,
 		botLogin:  opts.BotLogin,
 		mutations: make(chan struct{}, 1),
+		budget:    writeBudget{perMinute: budgetOr(opts.WritesPerMinute, DefaultWritesPerMinute), perHour: budgetOr(opts.WritesPerHour, DefaultWritesPerHour)},
 		now:       time.Now,
 		sleep:     sleepCtx,
 	}
@@ -224,4 +231,15 @@ func cmpOr(v, def time.Duration) time.Duration {
 		return def
 	}
 	return v
+}
+
+// budgetOr is n, def when n is 0, and 0 (no bound) when n is negative.
+func budgetOr(n, def int) int {
+	switch {
+	case n < 0:
+		return 0
+	case n == 0:
+		return def
+	}
+	return n
 }

@@ -649,15 +649,34 @@ func (e *Executor) comment(ctx context.Context, key model.Key) error {
 	if err != nil || !ok {
 		return err
 	}
-	body := e.Body(p)
-	hash := CommentHash(body)
-	if hash == p.CommentHash {
+	if CommentHash(e.Body(p)) == p.CommentHash {
 		return nil
 	}
-	id, err := e.gh.UpsertComment(ctx, key.Repo, key.Number, p.CommentID, Marker(key.Repo, key.Number), body)
+	// The body is rendered when the write's turn comes, from the record
+	// as it is then: a state that passed while the write waited (a
+	// "deploying" overtaken by "ready") is never written.
+	var hash string
+	var renderErr error
+	render := func() (int64, string, bool) {
+		cur, ok, err := e.st.Get(ctx, key)
+		if err != nil || !ok {
+			renderErr = err
+			return 0, "", false
+		}
+		body := e.Body(cur)
+		hash = CommentHash(body)
+		return cur.CommentID, body, hash != cur.CommentHash
+	}
+	id, written, err := e.gh.UpsertComment(ctx, key.Repo, key.Number, Marker(key.Repo, key.Number), finalStatus(p.Status), render)
+	if err == nil {
+		err = renderErr
+	}
 	if err != nil {
 		e.log.Warn("updating PR comment failed; will retry next cycle", "repo", key.Repo, "pr", key.Number, "err", e.d.Redact(err.Error()))
 		return fmt.Errorf("updating comment: %w", err)
+	}
+	if !written {
+		return nil
 	}
 	return e.st.SetComment(ctx, key, id, hash)
 }
@@ -686,4 +705,14 @@ func (e *Executor) commentLocks() int {
 	n := 0
 	e.commentMu.Range(func(any, any) bool { n++; return true })
 	return n
+}
+
+// finalStatus is a state whose comment goes before those of passing ones
+// when writes queue up.
+func finalStatus(s model.Status) bool {
+	switch s {
+	case model.StatusPending, model.StatusDeploying, model.StatusDeleting:
+		return false
+	}
+	return true
 }

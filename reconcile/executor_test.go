@@ -84,7 +84,11 @@ func (g *fakeGitHub) GetPR(context.Context, string, int) (PR, PRState, error) {
 	return PR{}, PRClosed, nil
 }
 func (g *fakeGitHub) CommitChecks(context.Context, string, string) ([]Check, error) { return nil, nil }
-func (g *fakeGitHub) UpsertComment(_ context.Context, repo string, n int, _ int64, _, body string) (int64, error) {
+func (g *fakeGitHub) UpsertComment(_ context.Context, repo string, n int, _ string, _ bool, render func() (int64, string, bool)) (int64, bool, error) {
+	_, body, ok := render()
+	if !ok {
+		return 0, false, nil
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.bodies == nil {
@@ -92,7 +96,7 @@ func (g *fakeGitHub) UpsertComment(_ context.Context, repo string, n int, _ int6
 	}
 	k := fmt.Sprintf("%s#%d", repo, n)
 	g.bodies[k] = append(g.bodies[k], body)
-	return int64(n), nil
+	return int64(n), true, nil
 }
 
 type appErr struct{}
@@ -364,9 +368,9 @@ type blockingGitHub struct {
 	release chan struct{}
 }
 
-func (g *blockingGitHub) UpsertComment(ctx context.Context, repo string, n int, id int64, marker, body string) (int64, error) {
+func (g *blockingGitHub) UpsertComment(ctx context.Context, repo string, n int, marker string, final bool, render func() (int64, string, bool)) (int64, bool, error) {
 	<-g.release
-	return g.fakeGitHub.UpsertComment(ctx, repo, n, id, marker, body)
+	return g.fakeGitHub.UpsertComment(ctx, repo, n, marker, final, render)
 }
 
 // TestDeletionDoesNotWaitForTheComment: the namespace of a closed PR is
@@ -575,5 +579,66 @@ func TestPerPreviewStateDoesNotGrow(t *testing.T) {
 	hashes.Retain(live[:2])
 	if ex.commentLocks() != 2 || hashes.Len() != 2 {
 		t.Errorf("after 3 previews went: %d comment locks, %d hashes; want 2 and 2", ex.commentLocks(), hashes.Len())
+	}
+}
+
+// TestCommentWritesTheLatestState: a preview that turned Ready while its
+// "deploying" comment waited for its turn gets one write, "ready".
+func TestCommentWritesTheLatestState(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	gh := &blockingGitHub{release: make(chan struct{})}
+	ex := newExecutor(t, gh, &fakeCluster{}, st, settings(1))
+	ex.Submit(ctx, []Action{deployOf(9, shaA)})
+	key := model.Key{Repo: "acme/web", Number: 9}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if p, ok, _ := st.Get(ctx, key); ok && p.Status == model.StatusReady {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(gh.release) // GitHub takes the writes now
+	if err := ex.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	bodies := gh.bodies["acme/web#9"]
+	if len(bodies) != 1 || !strings.Contains(bodies[0], "Preview ready") {
+		t.Errorf("comment writes = %d %q; want one, saying ready", len(bodies), bodies)
+	}
+}
+
+// countingGitHub measures how many open-PR lists run at once.
+type countingGitHub struct {
+	fakeGitHub
+	now, peak atomic.Int32
+}
+
+func (g *countingGitHub) ListOpenPRs(context.Context, string) ([]PR, error) {
+	n := g.now.Add(1)
+	defer g.now.Add(-1)
+	for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
+	}
+	time.Sleep(20 * time.Millisecond)
+	return nil, nil
+}
+
+// TestObserveBoundsListConcurrency: 40 repositories are read at most
+// ListConcurrency at a time.
+func TestObserveBoundsListConcurrency(t *testing.T) {
+	s := settings(1)
+	for i := range 40 {
+		s.Repos = append(s.Repos, Repo{Name: fmt.Sprintf("acme/r%d", i), Chart: s.Repos[0].Chart, Image: "reg/x"})
+	}
+	gh := &countingGitHub{}
+	l, err := NewLoop(gh, &fakeCluster{}, newStore(t), nil, s, LoopOptions{NamespaceFor: nsFor}, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Observe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if p := gh.peak.Load(); p > ListConcurrency || p < 2 {
+		t.Errorf("peak concurrent lists = %d, want 2..%d", p, ListConcurrency)
 	}
 }

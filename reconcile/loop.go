@@ -36,6 +36,9 @@ type LoopOptions struct {
 	Retain func(live []model.Preview)
 }
 
+// ListConcurrency is how many repositories' open PRs are read at once.
+const ListConcurrency = 8
+
 // purgeEvery is how often the records of long-deleted previews are purged.
 const purgeEvery = time.Hour
 
@@ -208,10 +211,15 @@ func (l *Loop) Observe(ctx context.Context) (Observation, error) {
 	for i := range rows {
 		rowsByKey[rows[i].Key()] = &rows[i]
 	}
+	// At most ListConcurrency repositories are read at once (GitHub
+	// refuses more than 100 concurrent requests per client and counts
+	// bursts against its secondary limits).
+	sem := make(chan struct{}, ListConcurrency)
 	for i, repo := range l.s.Repos {
 		wg.Add(1)
+		sem <- struct{}{}
 		go func() {
-			defer wg.Done()
+			defer func() { <-sem; wg.Done() }()
 			repos[i] = l.observeRepo(ctx, repo, rowsByKey)
 		}()
 	}

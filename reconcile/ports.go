@@ -32,7 +32,13 @@ type GitHub interface {
 	// be read.
 	ListOpenPRs(ctx context.Context, repo string) ([]PR, error)
 	GetPR(ctx context.Context, repo string, number int) (PR, PRState, error)
-	UpsertComment(ctx context.Context, repo string, number int, knownID int64, marker, body string) (int64, error)
+	// UpsertComment keeps previewd's one comment on a PR. It waits for its
+	// turn among comment writes (final states first), then calls render
+	// for the comment's known id (0: none) and the body of the latest
+	// state, and writes that; written is false when render has nothing to
+	// write (ok false) or the write was not made.
+	UpsertComment(ctx context.Context, repo string, number int, marker string, final bool,
+		render func() (knownID int64, body string, ok bool)) (id int64, written bool, err error)
 	// CommitChecks returns every check run and commit status on sha, or
 	// an error, never a partial list.
 	CommitChecks(ctx context.Context, repo, sha string) ([]Check, error)

@@ -156,3 +156,37 @@ func withoutHints(s string) string {
 	}
 	return s
 }
+
+// typicalLog is about 8 KB of pod log without credentials: request lines,
+// image pulls, git SHAs, UUIDs and URLs.
+func typicalLog() string {
+	lines := []string{
+		`2024-05-07T10:21:33.412Z INFO  http: GET /healthz 200 in 3ms remote=10.42.0.17:51234`,
+		`2024-05-07T10:21:33.980Z INFO  reconcile: pr=128 sha=3f9c2a1e5b7d4c6a8e0f1b2d3c4e5f6a7b8c9d0e phase=deploy`,
+		`2024-05-07T10:21:34.001Z DEBUG pulling image registry.example.com/acme/web:0123abcd`,
+		`2024-05-07T10:21:34.118Z INFO  request_id=6f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b method=POST path=/api/v1/orders status=201 bytes=512`,
+		`2024-05-07T10:21:34.250Z WARN  slow query (212ms): SELECT id, name FROM users WHERE org_id = $1 LIMIT 50`,
+		`2024-05-07T10:21:35.003Z INFO  fetched https://example.com/static/app.js?v=20240507 in 41ms`,
+		`2024-05-07T10:21:35.441Z ERROR upstream: dial tcp 10.43.12.8:8080: connect: connection refused (retry 2/5)`,
+		`    at Object.<anonymous> (/app/node_modules/express/lib/router/index.js:284:7)`,
+		`2024-05-07T10:21:36.771Z INFO  cache hit ratio=0.93 entries=18211 evictions=12`,
+	}
+	var b strings.Builder
+	for i := 0; b.Len() < 8<<10; i++ {
+		b.WriteString(lines[i%len(lines)])
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func BenchmarkString(b *testing.B) {
+	s := typicalLog()
+	if out := String(s); out != s {
+		b.Fatalf("typical log changed:\n%s", out)
+	}
+	b.SetBytes(int64(len(s)))
+	b.ReportAllocs()
+	for b.Loop() {
+		String(s)
+	}
+}

@@ -46,7 +46,8 @@ type Options struct {
 	// ImageRecheck replaces the schedule of looks for a missing image
 	// (tests).
 	ImageRecheck func(waited time.Duration) time.Duration
-	// MutationSpacing replaces the gap between GitHub mutations (tests).
+	// MutationSpacing replaces the gap between GitHub mutations (tests);
+	// 0 also lifts the write budget (GitHub's content creation limits).
 	MutationSpacing *time.Duration
 }
 

@@ -113,6 +113,9 @@ type Server struct {
 	buckets   map[string]*bucket
 	userIDs   map[string]int64
 	repos     map[string]*repo // by lower-case full name
+	// movedFrom are the repositories renamed or transferred away from a
+	// name (lower case), which GitHub redirects to the repository's id.
+	movedFrom map[string]*repo
 	reposByID map[int64]*repo
 	seq       map[string]int64
 	faults    []*faultEntry
@@ -166,6 +169,7 @@ func New(opts Options) *Server {
 		buckets:   map[string]*bucket{},
 		userIDs:   map[string]int64{},
 		repos:     map[string]*repo{},
+		movedFrom: map[string]*repo{},
 		reposByID: map[int64]*repo{},
 		seq:       map[string]int64{},
 		counters:  newCounterSet(),
@@ -615,6 +619,9 @@ func (s *Server) handle(r *http.Request, m matched) *out {
 	}
 	if m.repo != "" && c.repo == nil {
 		rep = notFound()
+		if moved := s.movedFrom[strings.ToLower(m.repo)]; moved != nil {
+			rep = movedReply(r, c, m.repo, moved)
+		}
 	} else {
 		rep = m.route.h(c)
 	}
@@ -735,4 +742,28 @@ func validationFailed(doc string, errs ...validationError) reply {
 	return reply{status: http.StatusUnprocessableEntity, body: apiError{
 		Message: "Validation Failed", Errors: list, DocumentationURL: doc, Status: "422",
 	}}
+}
+
+// movedReply is GitHub's answer for a repository renamed or transferred
+// away from name: 301 for GET, 307 for other methods (which a client
+// repeats with the same method and body), to the same path under
+// /repositories/{id}.
+func movedReply(r *http.Request, c *call, name string, to *repo) reply {
+	p := r.URL.EscapedPath()
+	i := strings.Index(strings.ToLower(p), "/repos/"+strings.ToLower(name))
+	rest := ""
+	if i >= 0 {
+		rest = p[i+len("/repos/")+len(name):]
+	}
+	loc := fmt.Sprintf("%srepositories/%d%s", c.api, to.id, rest)
+	if r.URL.RawQuery != "" {
+		loc += "?" + r.URL.RawQuery
+	}
+	status := http.StatusMovedPermanently
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		status = http.StatusTemporaryRedirect
+	}
+	rep := errReply(status, "Moved Permanently", "https://docs.github.com/rest/guides/best-practices-for-using-the-rest-api#follow-redirects")
+	rep.header = http.Header{"Location": {loc}}
+	return rep
 }

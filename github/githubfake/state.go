@@ -739,3 +739,29 @@ func (s *Server) Deployments(repo string) []Deployment {
 	}
 	return list
 }
+
+// RenameRepo renames (or transfers, when the owner changes) a repository,
+// as GitHub does: its id, pull requests and comments stay; requests for
+// the old name are redirected to /repositories/{id}.
+func (s *Server) RenameRepo(old, new string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.repoNamed(old)
+	if r == nil {
+		return fmt.Errorf("githubfake: no repository %s", old)
+	}
+	owner, name, ok := parseRepo(new)
+	if !ok {
+		return fmt.Errorf("githubfake: %q is not owner/name", new)
+	}
+	if s.repoNamed(new) != nil {
+		return fmt.Errorf("githubfake: repository %s exists", new)
+	}
+	delete(s.repos, strings.ToLower(old))
+	r.owner, r.name = owner, name
+	s.repos[strings.ToLower(new)] = r
+	s.movedFrom[strings.ToLower(old)] = r
+	s.userID(owner)
+	s.touch(r)
+	return nil
+}

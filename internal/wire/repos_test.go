@@ -200,3 +200,42 @@ func metric(t *testing.T, d *wire.Daemon, name string, labels ...string) (float6
 	}
 	return m.Get(name, labels...)
 }
+
+// TestRenamedRepository: the repository is renamed on GitHub while the
+// configuration keeps the old name. GitHub redirects (301 for reads, 307
+// for writes); previewd follows: the push deploys, the same comment is
+// edited, the merge deletes the namespace.
+func TestRenamedRepository(t *testing.T) {
+	e := e2e.New(t, "")
+	d := e.Daemon(false)
+	n := e.Open("Rename", "rename", e2e.SHA("rename-1"))
+	e.MustRunOnce(d)
+	c := e.OneComment(n)
+	renamed := e.Repo + "-renamed"
+	if err := e.GH.RenameRepo(e.Repo, renamed); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.GH.Push(renamed, n, e2e.SHA("rename-2")); err != nil {
+		t.Fatal(err)
+	}
+	e.MustRunOnce(d)
+	if img := e.DeploymentImage(n); img != e.Image+":"+e2e.SHA("rename-2") {
+		t.Errorf("after the rename and a push: image %s", img)
+	}
+	cs := e.GH.Comments(renamed, n)
+	if len(cs) != 1 || cs[0].ID != c.ID || !strings.Contains(cs[0].Body, e2e.SHA("rename-2")[:7]) {
+		t.Errorf("comments after the rename: %+v", cs)
+	}
+	moved := e.GH.Counters().Route(githubfake.RouteListPulls, http.StatusMovedPermanently) +
+		e.GH.Counters().Route(githubfake.RouteEditIssueComment, http.StatusTemporaryRedirect)
+	if moved == 0 {
+		t.Error("no request met the redirect: the test did not exercise it")
+	}
+	if err := e.GH.MergePR(renamed, n); err != nil {
+		t.Fatal(err)
+	}
+	e.MustRunOnce(d)
+	if e.NSExists(e.NS(n)) {
+		t.Error("namespace kept after the merge")
+	}
+}

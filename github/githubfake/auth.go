@@ -127,6 +127,20 @@ func (s *Server) SetRateRemaining(tok string, remaining int) error {
 	return nil
 }
 
+// SetRateReset moves the end of tok's current rate limit window (when its
+// bucket refills) to reset.
+func (s *Server) SetRateReset(tok string, reset time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tokens[tok]
+	if t == nil {
+		return fmt.Errorf("token: %w", ErrNotFound)
+	}
+	t.bucket.refresh(s.clock())
+	t.bucket.reset = reset.Truncate(time.Second)
+	return nil
+}
+
 // TokenInfo describes a registered token (GET /_fake/tokens).
 type TokenInfo struct {
 	Token          string    `json:"token"`

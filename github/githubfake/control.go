@@ -53,6 +53,8 @@ PUT    /_fake/latency                                         {"latency":"200ms"
 type faultJSON struct {
 	Route      string       `json:"route,omitempty"`
 	Repo       string       `json:"repo,omitempty"`
+	Query      string       `json:"query,omitempty"`
+	Body       string       `json:"body,omitempty"`
 	Times      int          `json:"times,omitempty"`
 	Status     int          `json:"status,omitempty"`
 	RetryAfter jsonDuration `json:"retry_after,omitempty"`
@@ -88,12 +90,12 @@ func (d *jsonDuration) UnmarshalJSON(b []byte) error {
 }
 
 func (f Fault) toJSON() faultJSON {
-	return faultJSON{Route: f.Route, Repo: f.Repo, Times: f.Times, Status: f.Status, RetryAfter: jsonDuration(f.RetryAfter),
+	return faultJSON{Route: f.Route, Repo: f.Repo, Query: f.Query, Body: f.Body, Times: f.Times, Status: f.Status, RetryAfter: jsonDuration(f.RetryAfter),
 		Message: f.Message, Delay: jsonDuration(f.Delay), Hang: f.Hang, Drop: f.Drop}
 }
 
 func (f faultJSON) fault() Fault {
-	return Fault{Route: f.Route, Repo: f.Repo, Times: f.Times, Status: f.Status, RetryAfter: time.Duration(f.RetryAfter),
+	return Fault{Route: f.Route, Repo: f.Repo, Query: f.Query, Body: f.Body, Times: f.Times, Status: f.Status, RetryAfter: time.Duration(f.RetryAfter),
 		Message: f.Message, Delay: time.Duration(f.Delay), Hang: f.Hang, Drop: f.Drop}
 }
 

@@ -19,6 +19,12 @@ type Fault struct {
 	// Repo, when set ("owner/name", any case), limits the fault to requests
 	// for that repository.
 	Repo string `json:"repo,omitempty"`
+	// Query, when set, limits the fault to requests whose raw query
+	// contains it ("page=2": the second page of a list only).
+	Query string `json:"query,omitempty"`
+	// Body, when set, is sent as it is (not JSON-encoded) with Status, or
+	// 200 when Status is 0: a malformed answer.
+	Body string `json:"body,omitempty"`
 	// Times is how many requests the fault answers; 0 means all of them until
 	// it is removed.
 	Times int `json:"times,omitempty"`
@@ -135,9 +141,9 @@ func (s *Server) Faults() map[FaultID]Fault {
 
 // takeFault returns the first fault matching the request and uses it up
 // once. s.mu must be held.
-func (s *Server) takeFault(route, repo string) *Fault {
+func (s *Server) takeFault(route, repo, query string) *Fault {
 	for i, e := range s.faults {
-		if !e.f.matches(route, repo) {
+		if !e.f.matches(route, repo) || (e.f.Query != "" && !strings.Contains(query, e.f.Query)) {
 			continue
 		}
 		if e.left > 0 {
@@ -158,6 +164,15 @@ func (s *Server) faultResponse(r *http.Request, m matched, f *Fault) *out {
 	now := s.clock()
 	o := &out{status: f.Status, header: http.Header{}}
 	s.commonHeaders(o.header)
+	if f.Body != "" {
+		if o.status == 0 {
+			o.status = http.StatusOK
+		}
+		o.body = []byte(f.Body)
+		o.header.Set("Content-Type", "application/json; charset=utf-8")
+		s.record(Request{Time: now, Method: r.Method, Path: r.URL.Path, Route: m.name(), Repo: m.repo, Status: o.status, Fault: true})
+		return o
+	}
 	msg, doc := f.Message, "https://docs.github.com/rest"
 	if f.Status == http.StatusTooManyRequests || (f.Status == http.StatusForbidden && msg == "") {
 		if msg == "" {

@@ -464,7 +464,7 @@ func (o *out) write(w http.ResponseWriter) {
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	m := s.match(r)
-	f := s.takeFault(m.name(), m.repo)
+	f := s.takeFault(m.name(), m.repo, r.URL.RawQuery)
 	latency := s.latency
 	s.mu.Unlock()
 
@@ -491,7 +491,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			panic(http.ErrAbortHandler)
-		case f.Status != 0:
+		case f.Status != 0 || f.Body != "":
 			s.mu.Lock()
 			o := s.faultResponse(r, m, f)
 			s.mu.Unlock()

@@ -17,49 +17,147 @@ const mark = "[REDACTED]"
 // A rule replaces every match of re by repl (a regexp template: "$1" keeps
 // the key and separator of "password=hunter2", the user of a URL). re can
 // only match ASCII text whose lower case contains one of hints; the hints
-// spare most log lines the regular expressions.
+// spare most log lines the regular expressions. When only is set, a match
+// is replaced only if only(match) says it is a credential; other matches
+// stay as they are.
 type rule struct {
 	re    *regexp.Regexp
 	repl  string
 	hints []string
+	only  func(match string) bool
 }
 
+// Pieces of the rules below.
+const (
+	// A PEM marker's label: "RSA PRIVATE KEY", "OPENSSH PRIVATE KEY",
+	// "PGP PRIVATE KEY BLOCK".
+	pemLabel = `[A-Z ]*PRIVATE KEY(?: BLOCK)?-----`
+	// A line of a PEM body: base64, maybe indented, "/" maybe escaped
+	// as in JSON ("\/"), ended by a newline or, in JSON, by "\n".
+	pemLine = `[ \t]*(?:[A-Za-z0-9+/=]|\\/)+[ \t]*(?:\r?\n|\\r\\n|\\n)`
+	// Where the host part of a URL ends: the path, query, fragment, the
+	// end of the text or of the token (a quote, a bracket, punctuation).
+	hostEnd = "(?:[/?#\\s\"'<>`,;|\\\\)\\]}]|$)"
+	// The host part of a URL: a name or an IP address, maybe a port.
+	urlHost = `(?:\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9._-]*)(?::[0-9]*)?` + hostEnd
+)
+
 // rules run in this order. A private key goes first, whole, so that no
-// other rule rewrites its markers; GitHub tokens next, so that a token is
-// always removed whole whatever surrounds it.
+// other rule rewrites its markers; tokens of a known format next, so that
+// a token is always removed whole whatever surrounds it; rules keyed by
+// the text around a credential last.
 var rules = []rule{
 	// PEM private keys; a BEGIN without END runs to the end of the text
 	// (a truncated log still must not show the rest of the key).
-	{regexp.MustCompile(`-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)`), mark,
-		[]string{"-----begin "}},
+	{re: regexp.MustCompile(`-----BEGIN ` + pemLabel + `[\s\S]*?(?:-----END ` + pemLabel + `|$)`), repl: mark,
+		hints: []string{"-----begin "}},
+	// An END without BEGIN: the log tail was cut inside the key. The
+	// base64 lines just before the END marker, back to the start of the
+	// text or to a line that is not base64, are the rest of the key.
+	{re: regexp.MustCompile(`(?m)(?:(^|\\n)(?:` + pemLine + `)+[ \t]*)?-----END ` + pemLabel), repl: "${1}" + mark,
+		hints: []string{"-----end "}},
 	// GitHub tokens: personal (classic and fine-grained), OAuth, user,
 	// server (installation) and refresh tokens.
-	{regexp.MustCompile(`gh[pousr]_[A-Za-z0-9_]{16,}|github_pat_[A-Za-z0-9_]{20,}`), mark,
-		[]string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}},
-	// AWS access key ids.
-	{regexp.MustCompile(`\bAKIA[0-9A-Z]{16}\b`), mark, []string{"akia"}},
+	{re: regexp.MustCompile(`gh[pousr]_[A-Za-z0-9_]{16,}|github_pat_[A-Za-z0-9_]{20,}`), repl: mark,
+		hints: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}},
+	// GitLab tokens: personal, deploy, runner, pipeline trigger, CI/CD
+	// job, feed, incoming mail, OAuth application, agent, SCIM and
+	// feature flag tokens.
+	{re: regexp.MustCompile(`gl(?:pat|dt|rt|rtr|ptt|cbt|ft|imt|oas|agent|soat|ffct)-[0-9A-Za-z_-]{20,}(?:\.[0-9A-Za-z_-]+)*`), repl: mark,
+		hints: []string{"glpat-", "gldt-", "glrt-", "glrtr-", "glptt-", "glcbt-", "glft-", "glimt-", "gloas-", "glagent-", "glsoat-", "glffct-"}},
+	// AWS access key ids, long-term (AKIA) and temporary (ASIA).
+	{re: regexp.MustCompile(`(?:AKIA|ASIA)[0-9A-Z]{16,}`), repl: mark, hints: []string{"akia", "asia"}},
+	// Google API keys.
+	{re: regexp.MustCompile(`AIza[0-9A-Za-z_-]{35,}`), repl: mark, hints: []string{"aiza"}},
+	// Slack bot, user, app, refresh, legacy and configuration tokens.
+	{re: regexp.MustCompile(`xox[abeprs]-[0-9A-Za-z-]{10,}|xapp-[0-9A-Za-z-]{10,}`), repl: mark,
+		hints: []string{"xox", "xapp-"}},
+	// Stripe secret and restricted keys, live and test, and webhook
+	// signing secrets. Publishable keys (pk_live_, pk_test_) are public,
+	// in every page that takes a payment: they stay.
+	{re: regexp.MustCompile(`(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,}|whsec_[0-9A-Za-z]{20,}`), repl: mark,
+		hints: []string{"sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"}},
+	// npm access tokens.
+	{re: regexp.MustCompile(`npm_[A-Za-z0-9]{36,}`), repl: mark, hints: []string{"npm_"}},
 	// JWTs (the signature may be empty: alg "none").
-	{regexp.MustCompile(`eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*`), mark, []string{"eyj"}},
-	// Credentials of an HTTP authorization scheme.
-	{regexp.MustCompile(`(?i)\b(?:bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}`), mark,
-		[]string{"bearer", "token", "basic"}},
-	// The password of a URL: scheme://user:password@host.
-	{regexp.MustCompile(`(://[^/\s:@]+:)[^@\s/]+@`), "${1}" + mark + "@", []string{"://"}},
-	// An Authorization header or field, whatever its scheme.
-	{regexp.MustCompile(`(?i)(authorization["']?\s*[:=]\s*["']?)(?:bearer|token|basic)?\s*[^\s"',;]+`), "${1}" + mark,
-		[]string{"authorization"}},
-	// key=value and "key": "value" secrets.
-	{regexp.MustCompile(`(?i)((?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)["']?\s*[:=]\s*["']?)[^\s"',;&]+`), "${1}" + mark,
-		[]string{"passw", "pwd", "secret", "token", "key"}},
+	{re: regexp.MustCompile(`eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*`), repl: mark, hints: []string{"eyj"}},
+	// Credentials of an HTTP authorization scheme; "token validation" or
+	// "basic authentication" are words, not credentials.
+	{re: regexp.MustCompile(`(?i)\b(?:bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}`), repl: mark,
+		hints: []string{"bearer", "token", "basic"}, only: schemeCredential},
+	// The password of a URL, scheme://user:password@host: the user (maybe
+	// empty) stays. The password may hold "/" and "@": it ends at the
+	// last "@" of the token followed by what can be a host. When none is,
+	// a password without "/" or "@" ending at an "@" (the old rule, which
+	// also allows quotes). An "@" in a path with no ":" between "://" and
+	// the first "/" is not a URL's credential.
+	{re: regexp.MustCompile("(://[^\\s/:]*:)(?:[^\\s\"<>`]+@(" + urlHost + ")|[^\\s@/]+@)"), repl: "${1}" + mark + "@${2}",
+		hints: []string{"://"}},
+	// An Authorization or Proxy-Authorization header or field, whatever
+	// its scheme.
+	{re: regexp.MustCompile(`(?i)(authorization["']?\s*[:=]\s*["']?)(?:bearer|token|basic)?\s*[^\s"',;]+`), repl: "${1}" + mark,
+		hints: []string{"authorization"}},
+	// key=value and "key": "value" secrets, with the scheme of a value
+	// like "token: Bearer abc".
+	{re: regexp.MustCompile(`(?i)((?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)["']?\s*[:=]\s*["']?)(?:(?:bearer|token|basic)\s+)?[^\s"',;&]+`), repl: "${1}" + mark,
+		hints: []string{"passw", "pwd", "secret", "token", "key"}},
 }
 
-// String removes what looks like a credential from s: GitHub tokens
-// (ghp_…, github_pat_…), AWS access key ids, JWTs, bearer/token/basic
-// credentials, Authorization headers, password=/token:/api_key= values,
-// PEM private keys and the password of a URL. Keys, separators and URL
-// users stay, so that the text still says what was removed:
-// "password=[REDACTED]", "postgres://app:[REDACTED]@db". String is
-// idempotent.
+// schemeCredential reports whether the word after "Bearer", "Token" or
+// "Basic" in m looks like a credential rather than a word of a sentence:
+// it has a digit, one of "+/=_~", an upper-case letter after the first
+// character, or at least 24 characters. Base64 and random tokens do; a
+// random token of letters alone, lower-case after its first letter and
+// shorter than 24, is rare enough.
+func schemeCredential(m string) bool {
+	w := m[strings.LastIndexAny(m, " \t\n\v\f\r")+1:]
+	if len(w) >= 24 {
+		return true
+	}
+	for i := 0; i < len(w); i++ {
+		switch c := w[i]; {
+		case '0' <= c && c <= '9', c == '+', c == '/', c == '=', c == '_', c == '~':
+			return true
+		case 'A' <= c && c <= 'Z' && i > 0:
+			return true
+		}
+	}
+	return false
+}
+
+func (r *rule) apply(s string) string {
+	// Most texts do not match: finding that out allocates nothing, where
+	// ReplaceAllString copies the text.
+	if !r.re.MatchString(s) {
+		return s
+	}
+	if r.only == nil {
+		return r.re.ReplaceAllString(s, r.repl)
+	}
+	var b []byte
+	last, changed := 0, false
+	for _, m := range r.re.FindAllStringSubmatchIndex(s, -1) {
+		if !r.only(s[m[0]:m[1]]) {
+			continue
+		}
+		b = append(b, s[last:m[0]]...)
+		b = r.re.ExpandString(b, r.repl, s, m)
+		last, changed = m[1], true
+	}
+	if !changed {
+		return s
+	}
+	return string(append(b, s[last:]...))
+}
+
+// String removes what looks like a credential from s: PEM private keys
+// (also the tail of one whose BEGIN was cut off), GitHub, GitLab, Slack,
+// Stripe, npm and Google API tokens, AWS access key ids, JWTs,
+// bearer/token/basic credentials, Authorization headers,
+// password=/token:/api_key= values and the password of a URL. Keys,
+// separators and URL users stay, so that the text still says what was
+// removed: "password=[REDACTED]", "postgres://app:[REDACTED]@db". String
+// is idempotent.
 func String(s string) string {
 	// One pass can leave text that a second pass changes: removing a
 	// value can bring a URL's "user:" next to a later "@", say. Passes
@@ -80,11 +178,12 @@ const maxPasses = 8
 
 func pass(s string) string {
 	lower, ascii := lowerASCII(s)
-	for _, r := range rules {
+	for i := range rules {
+		r := &rules[i]
 		if ascii && !containsAny(lower, r.hints) {
 			continue
 		}
-		if t := r.re.ReplaceAllString(s, r.repl); t != s {
+		if t := r.apply(s); t != s {
 			s = t
 			lower, ascii = lowerASCII(s)
 		}

@@ -320,7 +320,7 @@ func TestListOwnedOnAPIServer(t *testing.T) {
 	}
 	want := map[string]model.Namespace{
 		a: {Name: a, Repo: "acme/list-a", Number: base + 1},
-		b: {Name: b, Repo: "acme/List.B", Number: base + 2},
+		b: {Name: b, Repo: "acme/list.b", Number: base + 2}, // identity is the lower-case name
 	}
 	if len(got) != len(want) {
 		t.Fatalf("ListOwned = %+v, want %d namespaces", got, len(want))

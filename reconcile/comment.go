@@ -73,7 +73,8 @@ func RenderComment(p model.Preview, info CommentInfo, scrub func(string) string)
 	}
 	b.WriteString("| | |\n|---|---|\n")
 	if info.URL != "" && (p.Status == model.StatusReady || p.Status == model.StatusDeploying || p.Status == model.StatusPending) {
-		fmt.Fprintf(&b, "| URL | %s |\n", EscapeMarkdown(info.URL))
+		// previewd's own link: escaped, but left a link.
+		fmt.Fprintf(&b, "| URL | %s |\n", mdSpecial.Replace(info.URL))
 	}
 	if sha != "" {
 		fmt.Fprintf(&b, "| Commit | `%s` |\n", short(sha))

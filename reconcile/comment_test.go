@@ -84,3 +84,12 @@ func TestCommentNotifiesNobody(t *testing.T) {
 		}
 	}
 }
+
+// TestCommentKeepsThePreviewLink: previewd's own URL stays a link.
+func TestCommentKeepsThePreviewLink(t *testing.T) {
+	p := model.Preview{Repo: "acme/web", Number: 1, Namespace: "pr-web-1", DesiredSHA: shaA, Status: model.StatusReady, Branch: "@x"}
+	body := RenderComment(p, CommentInfo{URL: "https://pr-web-1.preview.example.com"}, nil)
+	if !strings.Contains(body, "| URL | https://pr-web-1.preview.example.com |") {
+		t.Errorf("the preview URL is not a plain link:\n%s", body)
+	}
+}

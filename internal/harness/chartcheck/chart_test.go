@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -153,9 +154,10 @@ func checkDeployment(t *testing.T, objs []*unstructured.Unstructured, app bool) 
 	// SIGTERM lets a running Helm operation finish (up to the Helm
 	// timeout) and the executor record it: a SIGKILL at the end of the
 	// grace must not land in the middle of one.
-	grace, _, _ := unstructured.NestedInt64(spec, "terminationGracePeriodSeconds")
-	if min := int64((config.DefaultHelmTimeout + 30*time.Second).Seconds()); grace < min {
-		t.Errorf("terminationGracePeriodSeconds = %d, want at least %d (the Helm timeout %s and the clean-up after it)", grace, min, config.DefaultHelmTimeout)
+	g, _, _ := unstructured.NestedFieldNoCopy(spec, "terminationGracePeriodSeconds")
+	grace, _ := strconv.ParseFloat(fmt.Sprint(g), 64)
+	if min := (config.DefaultHelmTimeout + 30*time.Second).Seconds(); grace < min {
+		t.Errorf("terminationGracePeriodSeconds = %v, want at least %v (the Helm timeout %s and the clean-up after it)", g, min, config.DefaultHelmTimeout)
 	}
 	if v, _, _ := unstructured.NestedBool(spec, "securityContext", "runAsNonRoot"); !v {
 		t.Error("pod runAsNonRoot not set")

@@ -120,7 +120,7 @@ func (s Settings) Validate() error {
 // stays locked before it counts as interrupted: the operation's own
 // clean-up after its timeout (marking the revision failed) and clock skew
 // between processes.
-const lockMargin = 30 * time.Second
+const lockMargin = 15 * time.Second
 
 // LockStaleAfter is the age after which a release left pending-* (or
 // uninstalling) was interrupted (a process died mid-operation) and may be

@@ -181,7 +181,7 @@ func TestKillMidDeploy(t *testing.T) {
 	e := e2e.New(t, "")
 	ctx := context.Background()
 	cfgText, _ := os.ReadFile(e.ConfigPath)
-	if err := os.WriteFile(e.ConfigPath, []byte(strings.Replace(string(cfgText), "deploy_timeout: 60s", "deploy_timeout: 10s", 1)), 0o600); err != nil {
+	if err := os.WriteFile(e.ConfigPath, []byte(strings.Replace(string(cfgText), "deploy_timeout: 60s", "deploy_timeout: 10s\nhelm_timeout: 10s", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	n := e.Open("Kill me", "kill", e2e.SHA("k0"))
@@ -198,10 +198,11 @@ func TestKillMidDeploy(t *testing.T) {
 		rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName)
 		t.Logf("killed after %s: release exists=%v status=%q rev=%d; last log line: %s", delay, rel.Exists, rel.Status, rel.Revision, lastLine(logs.String()))
 	}
-	// A pending release is only taken over once it is older than the
-	// deploy timeout (another process may still be at work on it).
+	// A pending release is only taken over once it is older than a Helm
+	// operation may last (helm_timeout 10s + 15 s: another process may
+	// still be at work on it).
 	if rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName); rel.Locked() {
-		wait := time.Until(rel.Updated.Add(11 * time.Second))
+		wait := time.Until(rel.Updated.Add(26 * time.Second))
 		t.Logf("release left %s by the kill; waiting %s for it to be stale", rel.Status, wait.Round(time.Second))
 		time.Sleep(wait)
 	}

@@ -67,6 +67,10 @@ type Config struct {
 	GitHub             GitHub        `yaml:"github"`
 	Kubernetes         Kubernetes    `yaml:"kubernetes"`
 	DeployTimeout      time.Duration `yaml:"deploy_timeout"`
+	// HelmTimeout bounds one Helm install, upgrade or uninstall (not the
+	// readiness wait); a release left pending longer than it (plus 15 s)
+	// was interrupted and is taken over. Default DefaultHelmTimeout.
+	HelmTimeout time.Duration `yaml:"helm_timeout"`
 	MaxParallelDeploys int           `yaml:"max_parallel_deploys"`
 	MaxAttempts        int           `yaml:"max_attempts"`
 	// OrphanGrace is how long the previews of a repository that is no
@@ -245,6 +249,9 @@ func (c *Config) setDefaults(getenv func(string) string) {
 	if c.DeployTimeout == 0 {
 		c.DeployTimeout = 3 * time.Minute
 	}
+	if c.HelmTimeout == 0 {
+		c.HelmTimeout = DefaultHelmTimeout
+	}
 	if c.MaxParallelDeploys == 0 {
 		c.MaxParallelDeploys = 4
 	}
@@ -334,6 +341,9 @@ func (c *Config) validate(getenv func(string) string) error {
 	}
 	if c.DeployTimeout < 10*time.Second {
 		bad("deploy_timeout", "must be at least 10s, got %s", c.DeployTimeout)
+	}
+	if c.HelmTimeout < 10*time.Second || c.HelmTimeout > 30*time.Minute {
+		bad("helm_timeout", "must be between 10s and 30m, got %s", c.HelmTimeout)
 	}
 	if c.MaxParallelDeploys < 1 || c.MaxParallelDeploys > 64 {
 		bad("max_parallel_deploys", "must be between 1 and 64, got %d", c.MaxParallelDeploys)

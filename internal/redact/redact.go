@@ -36,10 +36,16 @@ const (
 	// as in JSON ("\/"), ended by a newline or, in JSON, by "\n".
 	pemLine = `[ \t]*(?:[A-Za-z0-9+/=]|\\/)+[ \t]*(?:\r?\n|\\r\\n|\\n)`
 	// Where the host part of a URL ends: the path, query, fragment, the
-	// end of the text or of the token (a quote, a bracket, punctuation).
-	hostEnd = "(?:[/?#\\s\"'<>`,;|\\\\)\\]}]|$)"
+	// end of the text or of the token (a quote, a bracket, punctuation,
+	// a colon ending a clause as in Go's "dial …: connection refused").
+	hostEnd = "(?:[/?#\\s\"'<>`,;|\\\\)\\]}]|:(?:\\s|$)|$)"
 	// The host part of a URL: a name or an IP address, maybe a port.
 	urlHost = `(?:\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9._-]*)(?::[0-9]*)?` + hostEnd
+	// What else of a token a token rule takes: a token glued to more
+	// token-like text ("ghp_….eyJ…", GitLab's "glpat-….01.…") is removed
+	// with all of it, since where it ends cannot be told; a period or
+	// dash that ends a sentence stays.
+	tokenTail = `(?:[0-9A-Za-z_+/=.~-]*[0-9A-Za-z_=])?`
 )
 
 // rules run in this order. A private key goes first, whole, so that no
@@ -58,29 +64,29 @@ var rules = []rule{
 		hints: []string{"-----end "}},
 	// GitHub tokens: personal (classic and fine-grained), OAuth, user,
 	// server (installation) and refresh tokens.
-	{re: regexp.MustCompile(`gh[pousr]_[A-Za-z0-9_]{16,}|github_pat_[A-Za-z0-9_]{20,}`), repl: mark,
+	{re: regexp.MustCompile(`(?:gh[pousr]_[A-Za-z0-9_]{16,}|github_pat_[A-Za-z0-9_]{20,})` + tokenTail), repl: mark,
 		hints: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"}},
 	// GitLab tokens: personal, deploy, runner, pipeline trigger, CI/CD
 	// job, feed, incoming mail, OAuth application, agent, SCIM and
 	// feature flag tokens.
-	{re: regexp.MustCompile(`gl(?:pat|dt|rt|rtr|ptt|cbt|ft|imt|oas|agent|soat|ffct)-[0-9A-Za-z_-]{20,}(?:\.[0-9A-Za-z_-]+)*`), repl: mark,
+	{re: regexp.MustCompile(`gl(?:pat|dt|rt|rtr|ptt|cbt|ft|imt|oas|agent|soat|ffct)-[0-9A-Za-z_-]{20,}` + tokenTail), repl: mark,
 		hints: []string{"glpat-", "gldt-", "glrt-", "glrtr-", "glptt-", "glcbt-", "glft-", "glimt-", "gloas-", "glagent-", "glsoat-", "glffct-"}},
 	// AWS access key ids, long-term (AKIA) and temporary (ASIA).
-	{re: regexp.MustCompile(`(?:AKIA|ASIA)[0-9A-Z]{16,}`), repl: mark, hints: []string{"akia", "asia"}},
+	{re: regexp.MustCompile(`(?:AKIA|ASIA)[0-9A-Z]{16}` + tokenTail), repl: mark, hints: []string{"akia", "asia"}},
 	// Google API keys.
-	{re: regexp.MustCompile(`AIza[0-9A-Za-z_-]{35,}`), repl: mark, hints: []string{"aiza"}},
+	{re: regexp.MustCompile(`AIza[0-9A-Za-z_-]{35}` + tokenTail), repl: mark, hints: []string{"aiza"}},
 	// Slack bot, user, app, refresh, legacy and configuration tokens.
-	{re: regexp.MustCompile(`xox[abeprs]-[0-9A-Za-z-]{10,}|xapp-[0-9A-Za-z-]{10,}`), repl: mark,
+	{re: regexp.MustCompile(`(?:xox[abeprs]|xapp)-[0-9A-Za-z-]{10,}` + tokenTail), repl: mark,
 		hints: []string{"xox", "xapp-"}},
 	// Stripe secret and restricted keys, live and test, and webhook
 	// signing secrets. Publishable keys (pk_live_, pk_test_) are public,
 	// in every page that takes a payment: they stay.
-	{re: regexp.MustCompile(`(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,}|whsec_[0-9A-Za-z]{20,}`), repl: mark,
+	{re: regexp.MustCompile(`(?:(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,}|whsec_[0-9A-Za-z]{20,})` + tokenTail), repl: mark,
 		hints: []string{"sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"}},
 	// npm access tokens.
-	{re: regexp.MustCompile(`npm_[A-Za-z0-9]{36,}`), repl: mark, hints: []string{"npm_"}},
+	{re: regexp.MustCompile(`npm_[A-Za-z0-9]{36}` + tokenTail), repl: mark, hints: []string{"npm_"}},
 	// JWTs (the signature may be empty: alg "none").
-	{re: regexp.MustCompile(`eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*`), repl: mark, hints: []string{"eyj"}},
+	{re: regexp.MustCompile(`eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.` + tokenTail), repl: mark, hints: []string{"eyj"}},
 	// Credentials of an HTTP authorization scheme; "token validation" or
 	// "basic authentication" are words, not credentials.
 	{re: regexp.MustCompile(`(?i)\b(?:bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}`), repl: mark,

@@ -210,7 +210,7 @@ func Settings(cfg *config.Config) reconcile.Settings {
 		Interval:      cfg.Interval,
 		Resync:        cfg.ResyncInterval,
 		DeployTimeout: cfg.DeployTimeout,
-		HelmTimeout:   config.DefaultHelmTimeout,
+		HelmTimeout:   cfg.HelmTimeout,
 		MaxParallel:   cfg.MaxParallelDeploys,
 		MaxAttempts:   cfg.MaxAttempts,
 		Backoff:       config.RetryBackoff,

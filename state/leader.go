@@ -38,9 +38,9 @@ type Leadership struct {
 	// confirmed is when the session and the lock were last confirmed.
 	confirmed time.Time
 	lost      chan struct{}
-	stop chan struct{}
-	done chan struct{} // closed when watch has returned: conn is ours again
-	err  error
+	stop      chan struct{}
+	done      chan struct{} // closed when watch has returned: conn is ours again
+	err       error
 }
 
 // LeaseDuration is how long a leader's lease lasts without renewal.

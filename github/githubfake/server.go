@@ -106,13 +106,13 @@ type Server struct {
 	closeMu sync.Once
 	started time.Time
 
-	mu        sync.Mutex
-	url       string
-	ts        *httptest.Server
-	tokens    map[string]*token
-	buckets   map[string]*bucket
-	userIDs   map[string]int64
-	repos     map[string]*repo // by lower-case full name
+	mu      sync.Mutex
+	url     string
+	ts      *httptest.Server
+	tokens  map[string]*token
+	buckets map[string]*bucket
+	userIDs map[string]int64
+	repos   map[string]*repo // by lower-case full name
 	// movedFrom are the repositories renamed or transferred away from a
 	// name (lower case), which GitHub redirects to the repository's id.
 	movedFrom map[string]*repo

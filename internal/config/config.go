@@ -59,18 +59,18 @@ func RetryBackoff(n int) time.Duration { return DefaultRetryBase << max(n-1, 0) 
 
 // Config is the whole file.
 type Config struct {
-	Listen             string        `yaml:"listen"`
-	Interval           time.Duration `yaml:"interval"`
-	ResyncInterval     time.Duration `yaml:"resync_interval"`
-	DatabaseURL        string        `yaml:"database_url"`
-	Instance           string        `yaml:"instance"`
-	GitHub             GitHub        `yaml:"github"`
-	Kubernetes         Kubernetes    `yaml:"kubernetes"`
-	DeployTimeout      time.Duration `yaml:"deploy_timeout"`
+	Listen         string        `yaml:"listen"`
+	Interval       time.Duration `yaml:"interval"`
+	ResyncInterval time.Duration `yaml:"resync_interval"`
+	DatabaseURL    string        `yaml:"database_url"`
+	Instance       string        `yaml:"instance"`
+	GitHub         GitHub        `yaml:"github"`
+	Kubernetes     Kubernetes    `yaml:"kubernetes"`
+	DeployTimeout  time.Duration `yaml:"deploy_timeout"`
 	// HelmTimeout bounds one Helm install, upgrade or uninstall (not the
 	// readiness wait); a release left pending longer than it (plus 15 s)
 	// was interrupted and is taken over. Default DefaultHelmTimeout.
-	HelmTimeout time.Duration `yaml:"helm_timeout"`
+	HelmTimeout        time.Duration `yaml:"helm_timeout"`
 	MaxParallelDeploys int           `yaml:"max_parallel_deploys"`
 	MaxAttempts        int           `yaml:"max_attempts"`
 	// OrphanGrace is how long the previews of a repository that is no

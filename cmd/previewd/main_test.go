@@ -346,20 +346,17 @@ func isLeader(addr string) (bool, bool) {
 	return strings.Contains(body, "\npreviewd_leader 1\n"), strings.Contains(body, "\npreviewd_leader 0\n")
 }
 
-// TestLeaderElectionTwoProcesses: two daemons of one instance, one acts;
-// kill it and the standby takes over and deploys the next push.
-func TestLeaderElectionTwoProcesses(t *testing.T) {
-	e := e2e.New(t, "")
-	n := e.Open("Leader", "leader", e2e.SHA("l1"))
-	addrs := []string{freeAddr(t), freeAddr(t)}
-	var cmds []*exec.Cmd
-	var logs []*e2e.SyncBuffer
+// twoDaemons starts two daemons of e's instance (stopped, even when frozen,
+// when the test ends) and waits until one leads and the other stands by.
+func twoDaemons(t *testing.T, e *e2e.Env) (addrs []string, cmds []*exec.Cmd, logs []*e2e.SyncBuffer, leader int) {
+	t.Helper()
+	addrs = []string{freeAddr(t), freeAddr(t)}
 	for _, a := range addrs {
 		c, l := startDaemon(t, e, "--listen", a)
 		cmds, logs = append(cmds, c), append(logs, l)
-		defer func() { _ = c.Process.Kill(); _ = c.Wait() }()
+		t.Cleanup(func() { _ = c.Process.Signal(syscall.SIGCONT); _ = c.Process.Kill(); _ = c.Wait() })
 	}
-	leader := -1
+	leader = -1
 	waitFor(t, "one leader and one standby", 30*time.Second, func() bool {
 		l0, s0 := isLeader(addrs[0])
 		l1, s1 := isLeader(addrs[1])
@@ -371,6 +368,15 @@ func TestLeaderElectionTwoProcesses(t *testing.T) {
 		}
 		return leader >= 0
 	})
+	return addrs, cmds, logs, leader
+}
+
+// TestLeaderElectionTwoProcesses: two daemons of one instance, one acts;
+// kill it and the standby takes over and deploys the next push.
+func TestLeaderElectionTwoProcesses(t *testing.T) {
+	e := e2e.New(t, "")
+	n := e.Open("Leader", "leader", e2e.SHA("l1"))
+	addrs, cmds, logs, leader := twoDaemons(t, e)
 	standby := 1 - leader
 	waitFor(t, "the preview to be ready", 30*time.Second, func() bool {
 		cs := e.BotComments(n)
@@ -409,26 +415,7 @@ func TestLeaderElectionTwoProcesses(t *testing.T) {
 func TestLeaderFrozen(t *testing.T) {
 	e := e2e.New(t, "")
 	n := e.Open("Frozen", "frozen", e2e.SHA("f1"))
-	addrs := []string{freeAddr(t), freeAddr(t)}
-	var cmds []*exec.Cmd
-	var logs []*e2e.SyncBuffer
-	for _, a := range addrs {
-		c, l := startDaemon(t, e, "--listen", a)
-		cmds, logs = append(cmds, c), append(logs, l)
-		defer func() { _ = c.Process.Signal(syscall.SIGCONT); _ = c.Process.Kill(); _ = c.Wait() }()
-	}
-	leader := -1
-	waitFor(t, "one leader and one standby", 30*time.Second, func() bool {
-		l0, s0 := isLeader(addrs[0])
-		l1, s1 := isLeader(addrs[1])
-		switch {
-		case l0 && s1:
-			leader = 0
-		case l1 && s0:
-			leader = 1
-		}
-		return leader >= 0
-	})
+	addrs, cmds, logs, leader := twoDaemons(t, e)
 	standby := 1 - leader
 	waitFor(t, "the preview to be ready", 30*time.Second, func() bool {
 		cs := e.BotComments(n)

@@ -116,6 +116,11 @@ func (b *bucket) rate() Rate {
 // SetRateRemaining sets how many requests tok's bucket has left in the
 // current window, e.g. 0 to make the next request answer 403.
 func (s *Server) SetRateRemaining(tok string, remaining int) error {
+	return s.editBucket(tok, func(b *bucket) { b.used = b.limit - min(max(remaining, 0), b.limit) })
+}
+
+// editBucket changes tok's rate limit bucket in its current window.
+func (s *Server) editBucket(tok string, edit func(*bucket)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.tokens[tok]
@@ -123,22 +128,14 @@ func (s *Server) SetRateRemaining(tok string, remaining int) error {
 		return fmt.Errorf("token: %w", ErrNotFound)
 	}
 	t.bucket.refresh(s.clock())
-	t.bucket.used = t.bucket.limit - min(max(remaining, 0), t.bucket.limit)
+	edit(t.bucket)
 	return nil
 }
 
 // SetRateReset moves the end of tok's current rate limit window (when its
 // bucket refills) to reset.
 func (s *Server) SetRateReset(tok string, reset time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.tokens[tok]
-	if t == nil {
-		return fmt.Errorf("token: %w", ErrNotFound)
-	}
-	t.bucket.refresh(s.clock())
-	t.bucket.reset = reset.Truncate(time.Second)
-	return nil
+	return s.editBucket(tok, func(b *bucket) { b.reset = reset.Truncate(time.Second) })
 }
 
 // TokenInfo describes a registered token (GET /_fake/tokens).

@@ -18,9 +18,8 @@ const mark = "[REDACTED]"
 // the key and separator of "password=hunter2", the user of a URL). re can
 // only match ASCII text whose lower case contains one of hints (each at
 // least two bytes long); the hints spare most log lines the regular
-// expressions. When only is set, a match
-// is replaced only if only(match) says it is a credential; other matches
-// stay as they are.
+// expressions. When only is set, a match is replaced only if only(match)
+// says it is a credential; other matches stay as they are.
 type rule struct {
 	re    *regexp.Regexp
 	repl  string
@@ -55,14 +54,16 @@ const (
 // the text around a credential last.
 var rules = []rule{
 	// PEM private keys; a BEGIN without END runs to the end of the text
-	// (a truncated log still must not show the rest of the key).
-	{re: regexp.MustCompile(`-----BEGIN ` + pemLabel + `[\s\S]*?(?:-----END ` + pemLabel + `|$)`), repl: mark,
-		hints: []string{"-----begin "}},
+	// (a truncated log still must not show the rest of the key). The
+	// dashes of a BEGIN may be those that end a marker before it:
+	// "…-----END X PRIVATE KEY-----BEGIN Y PRIVATE KEY-----".
+	{re: regexp.MustCompile(`-*BEGIN ` + pemLabel + `[\s\S]*?(?:-----END ` + pemLabel + `|$)`), repl: mark,
+		hints: []string{"private key"}},
 	// An END without BEGIN: the log tail was cut inside the key. The
 	// base64 lines just before the END marker, back to the start of the
 	// text or to a line that is not base64, are the rest of the key.
 	{re: regexp.MustCompile(`(?m)(?:(^|\\n)(?:` + pemLine + `)+[ \t]*)?-----END ` + pemLabel), repl: "${1}" + mark,
-		hints: []string{"-----end "}},
+		hints: []string{"private key"}},
 	// GitHub tokens: personal (classic and fine-grained), OAuth, user,
 	// server (installation) and refresh tokens.
 	{re: regexp.MustCompile(`(?:gh[pousr]_[A-Za-z0-9_]{16,}|github_pat_[A-Za-z0-9_]{20,})` + tokenTail), repl: mark,
@@ -94,10 +95,11 @@ var rules = []rule{
 		hints: []string{"bearer", "token", "basic"}, only: schemeCredential},
 	// The password of a URL, scheme://user:password@host: the user (maybe
 	// empty) stays. The password may hold "/" and "@": it ends at the
-	// last "@" of the token followed by what can be a host. When none is,
-	// a password without "/" or "@" ending at an "@" (the old rule, which
-	// also allows quotes). An "@" in a path with no ":" between "://" and
-	// the first "/" is not a URL's credential.
+	// last "@" of the token followed by what can be a host (over-redacting
+	// "host:port/path@v1" is the safe side of the ambiguity). When no "@"
+	// is, a password without "/" or "@" that ends at an "@" (it may hold
+	// a quote). An "@" in a path with no ":" between "://" and the first
+	// "/" is not a URL's credential: "https://example.com/path@v1" stays.
 	{re: regexp.MustCompile("(://[^\\s/:]*:)(?:[^\\s\"<>`]+@(" + urlHost + ")|[^\\s@/]+@)"), repl: "${1}" + mark + "@${2}",
 		hints: []string{"://"}},
 	// An Authorization or Proxy-Authorization header or field, whatever
@@ -105,14 +107,22 @@ var rules = []rule{
 	{re: regexp.MustCompile(`(?i)(authorization["']?\s*[:=]\s*["']?)(?:bearer|token|basic)?\s*[^\s"',;]+`), repl: "${1}" + mark,
 		hints: []string{"authorization"}},
 	// key=value and "key": "value" secrets, with the scheme of a value
-	// like "token: Bearer abc".
-	{re: regexp.MustCompile(`(?i)((?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)["']?\s*[:=]\s*["']?)(?:(?:bearer|token|basic)\s+)?[^\s"',;&]+`), repl: "${1}" + mark,
-		hints: []string{"passw", "pwd", "secret", "token", "key"}},
+	// like "token: Bearer abc". A URL whose user ends in a key
+	// ("https://x-access-token:[REDACTED]@github.com/acme/web") had its
+	// password removed above: its host and path stay.
+	{re: regexp.MustCompile(`(?i)://[^\s/:@]*` + secretKey + `:\[REDACTED\]@|(` + secretKey + `["']?\s*[:=]\s*["']?)(?:(?:bearer|token|basic)\s+)?[^\s"',;&]+`), repl: "${1}" + mark,
+		hints: []string{"passw", "pwd", "secret", "token", "key"}, only: notURL},
 }
+
+// secretKey is the name of a field whose value is a secret.
+const secretKey = `(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)`
+
+// notURL reports whether m is not the user and redacted password of a URL.
+func notURL(m string) bool { return !strings.HasPrefix(m, "://") }
 
 // schemeCredential reports whether the word after "Bearer", "Token" or
 // "Basic" in m looks like a credential rather than a word of a sentence:
-// it has a digit, one of "+/=_~", an upper-case letter after the first
+// it has a digit, one of "+/=~", an upper-case letter after the first
 // character, or at least 24 characters. Base64 and random tokens do; a
 // random token of letters alone, lower-case after its first letter and
 // shorter than 24, is rare enough.
@@ -123,7 +133,7 @@ func schemeCredential(m string) bool {
 	}
 	for i := 0; i < len(w); i++ {
 		switch c := w[i]; {
-		case '0' <= c && c <= '9', c == '+', c == '/', c == '=', c == '_', c == '~':
+		case '0' <= c && c <= '9', c == '+', c == '/', c == '=', c == '~':
 			return true
 		case 'A' <= c && c <= 'Z' && i > 0:
 			return true
@@ -199,14 +209,14 @@ func pass(s string) string {
 
 // The hints of every rule are looked for in one scan of the text, by
 // their first two bytes: most pairs of bytes of a log start no hint.
-// (strings.Contains for each hint costs three times as much on a log.)
+// (strings.Contains for each hint cost several times as much on a log.)
 type hint struct {
 	text  string // in lower case
 	rules uint64 // the rules it is a hint of, a bit each
 }
 
 var (
-	byFirst [256][]hint           // the hints by their first byte
+	byFirst [256][]hint          // the hints by their first byte
 	pairs   [1 << 16 / 64]uint64 // the first two bytes of a hint, a bit each
 	lower   [256]byte            // ASCII lower case
 )

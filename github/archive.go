@@ -22,8 +22,11 @@ const (
 	// MaxArchiveBytes bounds the compressed archive read for one
 	// directory (a chart near the end of a large monorepository).
 	MaxArchiveBytes = 512 << 20
-	// MaxDirBytes bounds the files kept: a chart is kilobytes.
+	// MaxDirBytes bounds the files kept, names included: a chart is
+	// kilobytes.
 	MaxDirBytes = 20 << 20
+	// MaxDirFiles bounds the number of files kept.
+	MaxDirFiles = 10000
 )
 
 // ErrTooLarge: a repository archive or the directory read from it is over
@@ -140,9 +143,15 @@ func readTarDir(r io.Reader, dir string) (map[string][]byte, error) {
 		if h.Typeflag != tar.TypeReg || name == "" {
 			continue
 		}
-		if c := path.Clean(name); c != name || strings.HasPrefix(c, "../") {
+		if c := path.Clean(name); c != name || c == ".." || strings.HasPrefix(c, "../") {
 			return nil, fmt.Errorf("archive entry %q is not a clean path", h.Name)
 		}
+		if len(files) >= MaxDirFiles {
+			return nil, fmt.Errorf("%w: directory %s has more than %d files", ErrTooLarge, dir, MaxDirFiles)
+		}
+		// Every file costs its name and some bookkeeping, so that many
+		// empty files with long names cannot go round the bound.
+		kept += len(name) + 64
 		if h.Size > int64(MaxDirBytes-kept) {
 			return nil, fmt.Errorf("%w: directory %s is larger than %d MiB", ErrTooLarge, dir, MaxDirBytes>>20)
 		}

@@ -275,7 +275,8 @@ func (c *Cluster) Delete(ctx context.Context, ns string) error {
 // failure to reach the cluster.
 func renderFailure(err error) bool {
 	msg := err.Error()
-	for _, s := range []string{"parse error", "execution error", "template:", "unable to build kubernetes objects", "error converting YAML", "values don't meet the specifications of the schema"} {
+	for _, s := range []string{"parse error", "execution error", "template:", "unable to build kubernetes objects", "error converting YAML",
+		"values don't meet the specifications of the schema", "outside the preview's namespace", "is cluster-scoped: a preview may only"} {
 		if strings.Contains(msg, s) {
 			return true
 		}

@@ -213,6 +213,7 @@ func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (mo
 		in.WaitOptions = waitOpts
 		in.RollbackOnFailure = false
 		in.ForceConflicts = true
+		in.PostRenderer = confine{namespace: req.Namespace}
 		if last != nil {
 			in.Replace = true // reuse the name of an uninstalled release
 			revision = last.Version + 1
@@ -232,6 +233,7 @@ func (r *Releases) InstallOrUpgrade(ctx context.Context, req InstallRequest) (mo
 		// A preview is previewd's: a field someone else changed since
 		// (kubectl edit, a controller) is taken back, not a failed upgrade.
 		up.ForceConflicts = true
+		up.PostRenderer = confine{namespace: req.Namespace}
 		res, err = up.RunWithContext(helmCtx, req.Name, ch, vals)
 	}
 	if err == nil && opCtx.Err() != nil {

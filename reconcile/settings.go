@@ -108,6 +108,10 @@ func (s Settings) Validate() error {
 		switch {
 		case r.Name == "":
 			bad("settings: Repos[%d].Name is empty", i)
+		case r.Name != strings.ToLower(r.Name):
+			// Records, namespaces and orphan detection key on the
+			// lower-case name (the configuration folds it).
+			bad("settings: Repos[%d].Name %q must be lower case", i, r.Name)
 		case seen[strings.ToLower(r.Name)]:
 			bad("settings: Repos[%d].Name %q is listed twice", i, r.Name)
 		}

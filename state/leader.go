@@ -101,7 +101,7 @@ func (s *Store) BreakExpiredLease(ctx context.Context, instance string) (pid int
 	err = s.pool.QueryRow(ctx, `SELECT l.pid, extract(epoch FROM now() - l.renewed_at)::float8 FROM leader_leases l
 		WHERE l.instance = $1 AND l.renewed_at < now() - make_interval(secs => $2)
 		AND EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = l.pid
-			AND ((classid::bigint << 32) | objid::bigint) = $3)`,
+			AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = $3)`,
 		instance, LeaseDuration.Seconds(), leaderKey(instance)).Scan(&pid, &secs)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, 0, nil
@@ -138,7 +138,13 @@ func (s *Store) Lead(ctx context.Context, instance string, interval time.Duratio
 					"leader_pid", pid, "lease_age", age.Round(time.Millisecond), "lease", LeaseDuration)
 			}
 			if pid != 0 {
-				continue // the lock is free now
+				// The lock is free once that backend has exited.
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
 			}
 		}
 		select {
@@ -170,7 +176,7 @@ func (l *Leadership) watch(every time.Duration) {
 			ctx, cancel := context.WithTimeout(context.Background(), every)
 			var held bool
 			err := l.conn.QueryRow(ctx, `SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory'
-				AND pid = pg_backend_pid() AND granted AND ((classid::bigint << 32) | objid::bigint) = $1`, l.key).Scan(&held)
+				AND pid = pg_backend_pid() AND granted AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = $1`, l.key).Scan(&held)
 			if err == nil && !held {
 				err = errors.New("the advisory lock is no longer held")
 			}

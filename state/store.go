@@ -46,11 +46,21 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	// for its side of each session (the leader lock's session above all),
 	// unless the URL sets them.
 	cfg.ConnConfig.DialFunc = (&net.Dialer{KeepAlive: 5 * time.Second, Timeout: 30 * time.Second}).DialContext
-	for k, v := range map[string]string{"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2",
-		"tcp_keepalives_count": "3", "tcp_user_timeout": "10000"} {
-		if _, set := cfg.ConnConfig.RuntimeParams[k]; !set {
-			cfg.ConnConfig.RuntimeParams[k] = v
+	// Set after connecting, not as startup parameters: a pooler such as
+	// PgBouncer refuses unknown startup parameters, and PostgreSQL before
+	// 12 has no tcp_user_timeout. A setting that fails is left as it is.
+	var keepalives []string
+	for _, kv := range [][2]string{{"tcp_keepalives_idle", "5"}, {"tcp_keepalives_interval", "2"},
+		{"tcp_keepalives_count", "3"}, {"tcp_user_timeout", "10000"}} {
+		if _, set := cfg.ConnConfig.RuntimeParams[kv[0]]; !set {
+			keepalives = append(keepalives, "SET "+kv[0]+" = "+kv[1])
 		}
+	}
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		for _, q := range keepalives {
+			_, _ = c.Exec(ctx, q)
+		}
+		return nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

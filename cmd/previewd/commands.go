@@ -101,7 +101,19 @@ func cmdRun(ctx context.Context, args []string, _, stderr io.Writer, getenv func
 			return fail(stderr, fmt.Errorf("another previewd of instance %q holds the leader lock (waited %s): stop it or use another instance", cfg.Instance, *leaderWait))
 		}
 		defer lead.Release(context.WithoutCancel(ctx))
-		if err := d.Loop.RunOnce(ctx); err != nil {
+		// Stop acting the moment the leadership is lost (a standby may
+		// lead already).
+		octx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			select {
+			case <-lead.Lost():
+				log.Error("lost the leader lock; stopping", "err", lead.Err())
+				stop()
+			case <-octx.Done():
+			}
+		}()
+		if err := d.Loop.RunOnce(octx); err != nil {
 			return fail(stderr, err)
 		}
 		return 0

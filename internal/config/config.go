@@ -431,6 +431,11 @@ func checkChart(r *Repository, p string, getenv func(string) string, bad func(pa
 			bad(p+".chart", "no Chart.yaml in %s (relative paths resolve against the config file's directory)", r.Chart)
 		}
 	}
+	if src.Kind == model.ChartRepo && r.AllowForks {
+		// The chart renders with previewd's identity (Helm's lookup reads
+		// what previewd may read): not for the chart of anyone's fork.
+		bad(p+".chart", "a repo: chart is rendered with previewd's own identity, so it is not allowed with allow_forks: true (any GitHub user could write it); use a directory or oci:// chart, or allow_forks: false")
+	}
 	if src.Kind != model.ChartOCI {
 		if r.ChartCredentials != nil {
 			bad(p+".chart_credentials", "is for oci:// charts only")

@@ -201,6 +201,7 @@ func TestChartSources(t *testing.T) {
 		{"repo path escapes", "repo:../other", "", nil, "repositories[0].chart: must be repo:path/in/repo"},
 		{"credentials on repo chart", "repo:deploy/chart", "\n    chart_credentials:\n      username_env: U\n      password_env: P", nil, "repositories[0].chart_credentials: is for oci:// charts only"},
 		{"plain http on a directory", "charts/app", "\n    chart_plain_http: true", nil, "repositories[0].chart_plain_http: is for oci:// charts only"},
+		{"repo chart with forks", "repo:deploy/chart", "\n    allow_forks: true", nil, "repositories[0].chart: a repo: chart is rendered with previewd's own identity, so it is not allowed with allow_forks: true"},
 		{"password variable empty", "oci://registry.example.com/charts/web", "\n    chart_version: 1.0.0\n    chart_credentials:\n      username_env: U\n      password_env: P",
 			map[string]string{"GH": "x", "U": "robot"}, "repositories[0].chart_credentials.password_env: environment variable P is empty"},
 		{"half credentials", "oci://registry.example.com/charts/web", "\n    chart_version: 1.0.0\n    chart_credentials:\n      username_env: U", nil, "repositories[0].chart_credentials: needs both username_env and password_env"},

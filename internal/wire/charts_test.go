@@ -115,6 +115,23 @@ func TestChartFromTheRepository(t *testing.T) {
 		t.Fatalf("after GitHub recovered: %s %s", p.Status, p.LastError)
 	}
 
+	// A chart that reaches outside the preview's namespace is refused
+	// before anything is applied.
+	sha5 := e2e.SHA("chart-5")
+	e.GH.SetFiles(e.Repo, sha5, e2e.ChartFiles(t, "", "deploy/chart", map[string]string{
+		"templates/escape.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: escaped-" + e2e.SHA("x")[:6] + "\n  namespace: default\n",
+	}))
+	if err := e.GH.Push(e.Repo, n, sha5); err != nil {
+		t.Fatal(err)
+	}
+	e.MustRunOnce(d)
+	if p := e.Row(d, n); p.Status != model.StatusFailed || !strings.Contains(p.LastError, "outside the preview's namespace") {
+		t.Errorf("a chart writing to namespace default: %s %q", p.Status, p.LastError)
+	}
+	if _, err := e.Kube.Client.CoreV1().ConfigMaps("default").Get(ctx, "escaped-"+e2e.SHA("x")[:6], metav1.GetOptions{}); err == nil {
+		t.Error("the chart created an object in namespace default")
+	}
+
 	// A fork's PR (forks not allowed) reads nothing from GitHub's archives.
 	fsha := e2e.SHA("fork-chart")
 	e.GH.SetFiles(e.Repo, fsha, e2e.ChartFiles(t, "", "deploy/chart", nil))

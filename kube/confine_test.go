@@ -15,7 +15,7 @@ func TestConfine(t *testing.T) {
 	for manifest, want := range map[string]string{
 		"kind: Deployment\nmetadata:\n  name: miner\n  namespace: kube-system\n": "Deployment \"miner\" is in namespace kube-system, outside the preview's namespace pr-web-1",
 		"kind: ClusterRoleBinding\nmetadata:\n  name: admin-for-me\n":            "ClusterRoleBinding \"admin-for-me\" is cluster-scoped",
-		"kind: Namespace\nmetadata:\n  name: other\n":                          "Namespace \"other\" is cluster-scoped",
+		"kind: Namespace\nmetadata:\n  name: other\n":                            "Namespace \"other\" is cluster-scoped",
 	} {
 		if _, err := c.Run(bytes.NewBufferString(ok + manifest)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", manifest, err, want)

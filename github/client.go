@@ -399,6 +399,9 @@ func (c *Client) mutate(ctx context.Context, method, path string, in, out any) (
 	if err := c.sleep(ctx, wait); err != nil {
 		return nil, err
 	}
+	if ok, next := c.budget.take(c.now()); !ok { // the retry is a write too
+		return nil, &RateLimitedError{Until: next, Secondary: true}
+	}
 	return c.do(ctx, c.http, method, path, in, out, nil)
 }
 

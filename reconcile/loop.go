@@ -489,5 +489,6 @@ func (l *Loop) Run(ctx context.Context) error {
 	if l.ex != nil {
 		_ = l.ex.Wait()
 	}
+	l.d.Metrics.standBy()
 	return nil
 }

@@ -229,3 +229,15 @@ func labelValues(v *prometheus.GaugeVec) []string {
 	}
 	return out
 }
+
+// standBy drops the per-repository series of a process that stopped
+// leading: its last values would otherwise stand next to the new
+// leader's (and a stale 1 hide a 0 under the alerts' max).
+func (m *Metrics) standBy() {
+	if m == nil {
+		return
+	}
+	m.repoUp.Reset()
+	m.repoLastSuccess.Reset()
+	m.orphans.Reset()
+}

@@ -454,6 +454,9 @@ func TestLeaderFrozen(t *testing.T) {
 	if l, _ := isLeader(addrs[standby]); !l {
 		t.Error("the new leader does not report previewd_leader 1")
 	}
+	if _, body := httpGet("http://" + addrs[leader] + "/metrics"); strings.Contains(body, "previewd_repository_up{") {
+		t.Error("the old leader still exports per-repository series next to the new leader's")
+	}
 	if after := strings.Count(logs[leader].String(), "msg=deploying"); after != deploysBefore {
 		t.Errorf("the thawed old leader deployed %d times", after-deploysBefore)
 	}

@@ -46,6 +46,8 @@ type Options struct {
 	// ImageRecheck replaces the schedule of looks for a missing image
 	// (tests).
 	ImageRecheck func(waited time.Duration) time.Duration
+	// HTTPTimeout replaces the GitHub client's timeout per request (tests).
+	HTTPTimeout time.Duration
 	// MutationSpacing replaces the gap between GitHub mutations (tests);
 	// 0 also lifts the write budget (GitHub's content creation limits).
 	MutationSpacing *time.Duration
@@ -154,7 +156,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	} else {
 		cache = pg
 	}
-	gh, err := newGitHub(ctx, cfg, cache, reg, log, o.MutationSpacing)
+	gh, err := newGitHub(ctx, cfg, cache, reg, log, o.MutationSpacing, o.HTTPTimeout)
 	if err != nil {
 		return nil, err
 	}

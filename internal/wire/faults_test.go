@@ -123,6 +123,20 @@ func TestGitHubFaults(t *testing.T) {
 		w.e.GH.RemoveFault(id)
 		w.converges(t)
 	})
+	t.Run("requests that hang until the client's timeout", func(t *testing.T) {
+		w := newFaultWorld(t, 0)
+		w.e.HTTPTimeout = 300 * time.Millisecond
+		w.d = w.e.Daemon(false)
+		id := w.e.GH.AddFault(githubfake.Fault{Route: "*", Hang: true})
+		for i := range 3 {
+			if err := w.e.RunOnce(w.d); err == nil {
+				t.Errorf("cycle %d reported success while GitHub did not answer", i)
+			}
+		}
+		w.nothingLost(t, "requests hanging")
+		w.e.GH.RemoveFault(id)
+		w.converges(t)
+	})
 	t.Run("a page failing mid-pagination", func(t *testing.T) {
 		w := newFaultWorld(t, 120)
 		id := w.e.GH.AddFault(githubfake.Fault{Route: githubfake.RouteListPulls, Query: "page=2", Status: http.StatusBadGateway})

@@ -22,8 +22,8 @@ type GitHub struct{ C *github.Client }
 
 var _ reconcile.GitHub = GitHub{}
 
-func newGitHub(_ context.Context, cfg *config.Config, cache httpcache.Cache, reg prometheus.Registerer, log *slog.Logger, spacing *time.Duration) (GitHub, error) {
-	o := github.Options{BaseURL: cfg.GitHub.APIURL, Cache: cache, Registerer: reg, Log: log}
+func newGitHub(_ context.Context, cfg *config.Config, cache httpcache.Cache, reg prometheus.Registerer, log *slog.Logger, spacing *time.Duration, timeout time.Duration) (GitHub, error) {
+	o := github.Options{BaseURL: cfg.GitHub.APIURL, Cache: cache, Registerer: reg, Log: log, HTTPTimeout: timeout}
 	if spacing != nil {
 		o.MutationSpacing = max(*spacing, time.Nanosecond) // 0 would mean the default
 		if *spacing == 0 {

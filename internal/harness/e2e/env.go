@@ -49,6 +49,9 @@ type Env struct {
 	Listen string
 	// Environ is the daemon's environment besides the GitHub token.
 	Environ map[string]string
+	// HTTPTimeout, if set, bounds each GitHub request of Daemon's
+	// daemons (the client's default is 30 s).
+	HTTPTimeout time.Duration
 	id      string
 }
 
@@ -229,7 +232,8 @@ func (e *Env) Daemon(readOnly bool) *wire.Daemon {
 	zero := time.Duration(0)
 	d, err := wire.Build(context.Background(), e.Config(), wire.Options{ReadOnly: readOnly, Log: e.Log,
 		Backoff:      func(int) time.Duration { return 200 * time.Millisecond },
-		ImageRecheck: func(time.Duration) time.Duration { return 300 * time.Millisecond }, MutationSpacing: &zero})
+		ImageRecheck: func(time.Duration) time.Duration { return 300 * time.Millisecond }, MutationSpacing: &zero,
+		HTTPTimeout: e.HTTPTimeout})
 	if err != nil {
 		e.T.Fatal(err)
 	}

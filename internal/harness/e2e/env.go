@@ -52,7 +52,7 @@ type Env struct {
 	// HTTPTimeout, if set, bounds each GitHub request of Daemon's
 	// daemons (the client's default is 30 s).
 	HTTPTimeout time.Duration
-	id      string
+	id          string
 }
 
 // SHA makes a 40-hex commit id from a word.

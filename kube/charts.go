@@ -75,9 +75,7 @@ type Charts struct {
 	// Registry is how each repository (owner/name) pulls its OCI chart;
 	// a repository not listed pulls anonymously over TLS.
 	Registry map[string]RegistryAccess
-	// HTTPClient, if set, carries registry requests (tests).
-	HTTPClient *http.Client
-	Log        *slog.Logger
+	Log      *slog.Logger
 
 	mu      sync.Mutex
 	entries map[string]*chartFiles
@@ -321,10 +319,7 @@ func (c *Charts) pullOCI(ref model.ChartRef) ([]*archive.BufferedFile, error) {
 	if acc.PlainHTTP {
 		opts = append(opts, registry.ClientOptPlainHTTP())
 	}
-	hc := c.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), Timeout: chartPullTimeout}
-	}
+	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), Timeout: chartPullTimeout}
 	opts = append(opts, registry.ClientOptHTTPClient(hc))
 	rc, err := registry.NewClient(opts...)
 	if err != nil {

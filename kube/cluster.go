@@ -275,8 +275,11 @@ func (c *Cluster) Delete(ctx context.Context, ns string) error {
 // failure to reach the cluster.
 func renderFailure(err error) bool {
 	msg := err.Error()
+	if _, ok := errors.AsType[*ConfineError](err); ok {
+		return true
+	}
 	for _, s := range []string{"parse error", "execution error", "template:", "unable to build kubernetes objects", "error converting YAML",
-		"values don't meet the specifications of the schema", "outside the preview's namespace", "is cluster-scoped: a preview may only"} {
+		"values don't meet the specifications of the schema"} {
 		if strings.Contains(msg, s) {
 			return true
 		}

@@ -31,6 +31,12 @@ var clusterScoped = map[string]bool{
 // branch; previewd's identity must not create objects elsewhere for it.
 type confine struct{ namespace string }
 
+// ConfineError is an object the chart may not create: in another
+// namespace, or cluster-scoped.
+type ConfineError struct{ msg string }
+
+func (e *ConfineError) Error() string { return e.msg }
+
 func (c confine) Run(rendered *bytes.Buffer) (*bytes.Buffer, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(rendered.Bytes()))
 	for {
@@ -51,9 +57,9 @@ func (c confine) Run(rendered *bytes.Buffer) (*bytes.Buffer, error) {
 		switch ns := strings.TrimSpace(obj.Metadata.Namespace); {
 		case obj.Kind == "":
 		case clusterScoped[obj.Kind]:
-			return nil, fmt.Errorf("%s %q is cluster-scoped: a preview may only create objects in its own namespace %s", obj.Kind, obj.Metadata.Name, c.namespace)
+			return nil, &ConfineError{fmt.Sprintf("%s %q is cluster-scoped: a preview may only create objects in its own namespace %s", obj.Kind, obj.Metadata.Name, c.namespace)}
 		case ns != "" && ns != c.namespace:
-			return nil, fmt.Errorf("%s %q is in namespace %s, outside the preview's namespace %s", obj.Kind, obj.Metadata.Name, ns, c.namespace)
+			return nil, &ConfineError{fmt.Sprintf("%s %q is in namespace %s, outside the preview's namespace %s", obj.Kind, obj.Metadata.Name, ns, c.namespace)}
 		}
 	}
 }

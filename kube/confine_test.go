@@ -2,6 +2,7 @@ package kube
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -17,8 +18,13 @@ func TestConfine(t *testing.T) {
 		"kind: ClusterRoleBinding\nmetadata:\n  name: admin-for-me\n":            "ClusterRoleBinding \"admin-for-me\" is cluster-scoped",
 		"kind: Namespace\nmetadata:\n  name: other\n":                            "Namespace \"other\" is cluster-scoped",
 	} {
-		if _, err := c.Run(bytes.NewBufferString(ok + manifest)); err == nil || !strings.Contains(err.Error(), want) {
+		_, err := c.Run(bytes.NewBufferString(ok + manifest))
+		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", manifest, err, want)
+		}
+		// Helm wraps it; the cluster still reports it as the chart's fault.
+		if !renderFailure(fmt.Errorf("upgrading release: error while running post render on files: %w", err)) {
+			t.Errorf("%q: a wrapped confinement error is not a render failure", manifest)
 		}
 	}
 }

@@ -221,10 +221,7 @@ type hashEntry struct {
 
 // Retain drops the hashes of previews that are not in live.
 func (c *HashCache) Retain(live []model.Preview) {
-	keep := make(map[model.Key]bool, len(live))
-	for _, p := range live {
-		keep[p.Key()] = true
-	}
+	keep := keys(live)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k := range c.m {
@@ -259,4 +256,13 @@ func (c *HashCache) Hash(p model.Preview) string {
 	c.m[k] = hashEntry{updated: p.UpdatedAt, status: p.Status, hash: h}
 	c.mu.Unlock()
 	return h
+}
+
+// keys is the set of the previews' keys.
+func keys(ps []model.Preview) map[model.Key]bool {
+	out := make(map[model.Key]bool, len(ps))
+	for _, p := range ps {
+		out[p.Key()] = true
+	}
+	return out
 }

@@ -684,10 +684,7 @@ func (e *Executor) comment(ctx context.Context, key model.Key) error {
 // forgetExcept drops the per-preview state of previews that are not live
 // any more (deleted), so that it does not grow with every PR ever seen.
 func (e *Executor) forgetExcept(live []model.Preview) {
-	keep := make(map[model.Key]bool, len(live))
-	for _, p := range live {
-		keep[p.Key()] = true
-	}
+	keep := keys(live)
 	e.commentMu.Range(func(k, v any) bool {
 		if key := k.(model.Key); !keep[key] {
 			mu := v.(*sync.Mutex)

@@ -82,6 +82,9 @@ type Loop struct {
 	orphanSince map[string]time.Time
 	// lastPurge is when deleted previews' records were last purged.
 	lastPurge time.Time
+	// configured are the repositories' policies by name (Settings are
+	// fixed for the loop's life).
+	configured map[string]RepoPolicy
 }
 
 // NewLoop wires a loop from validated settings; ex may be nil for a loop
@@ -94,7 +97,7 @@ func NewLoop(gh GitHub, cl Cluster, st Store, ex *Executor, s Settings, o LoopOp
 		return nil, errors.New("loop options: NamespaceFor is nil")
 	}
 	d = d.withDefaults()
-	l := &Loop{gh: gh, cl: cl, st: st, ex: ex, s: s, o: o, d: d, log: d.Log, wake: make(chan struct{}, 1)}
+	l := &Loop{gh: gh, cl: cl, st: st, ex: ex, s: s, o: o, d: d, log: d.Log, wake: make(chan struct{}, 1), configured: s.policies()}
 	if ex != nil {
 		ex.onRetry = l.retryScheduled
 	}
@@ -283,7 +286,7 @@ func (l *Loop) Observe(ctx context.Context) (Observation, error) {
 	obs.Repos = repos
 	obs.Cluster = cobs
 	obs.Charts = l.chartDigests()
-	obs.OrphanSince = l.noticeOrphans(OrphanedRepos(obs, l.PlanOptions(time.Time{}).Policies), cobs.Complete)
+	obs.OrphanSince = l.noticeOrphans(OrphanedRepos(obs, l.configured), cobs.Complete)
 	return obs, errors.Join(errs...)
 }
 

@@ -2,10 +2,10 @@ package reconcile
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/previewd/previewd/reconcile/model"
 )
@@ -28,6 +28,9 @@ type Metrics struct {
 	repoUp           *prometheus.GaugeVec
 	repoLastSuccess  *prometheus.GaugeVec
 	orphans          *prometheus.GaugeVec
+
+	mu     sync.Mutex
+	synced map[string]time.Time // by configured repository: its last full read
 }
 
 // NewMetrics registers the metrics on reg; inFlight reports the start
@@ -186,23 +189,23 @@ func (m *Metrics) repositories(end time.Time, repos []RepoObservation, res Resul
 	if m == nil {
 		return
 	}
-	up := map[string]bool{}
-	for _, ro := range repos {
-		up[ro.Repo] = ro.Complete
-	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	synced := make(map[string]time.Time, len(repos))
 	m.repoUp.Reset()
-	for repo, ok := range up {
+	for _, ro := range repos {
 		v := 0.0
-		if ok {
-			v = 1
-			m.repoLastSuccess.WithLabelValues(repo).Set(float64(end.Unix()))
+		if ro.Complete {
+			v, synced[ro.Repo] = 1, end
+		} else if t, ok := m.synced[ro.Repo]; ok {
+			synced[ro.Repo] = t
 		}
-		m.repoUp.WithLabelValues(repo).Set(v)
+		m.repoUp.WithLabelValues(ro.Repo).Set(v)
 	}
-	for _, lv := range labelValues(m.repoLastSuccess) {
-		if _, ok := up[lv]; !ok {
-			m.repoLastSuccess.DeleteLabelValues(lv)
-		}
+	m.synced = synced
+	m.repoLastSuccess.Reset()
+	for repo, t := range synced {
+		m.repoLastSuccess.WithLabelValues(repo).Set(float64(t.Unix()))
 	}
 	orphans := map[string]float64{}
 	for _, s := range res.Skipped {
@@ -216,20 +219,6 @@ func (m *Metrics) repositories(end time.Time, repos []RepoObservation, res Resul
 	}
 }
 
-// labelValues lists the first label's values of a vector's series.
-func labelValues(v *prometheus.GaugeVec) []string {
-	ch := make(chan prometheus.Metric, 16)
-	go func() { v.Collect(ch); close(ch) }()
-	var out []string
-	for m := range ch {
-		var d dto.Metric
-		if m.Write(&d) == nil && len(d.Label) > 0 {
-			out = append(out, d.Label[0].GetValue())
-		}
-	}
-	return out
-}
-
 // standBy drops the per-repository series of a process that stopped
 // leading: its last values would otherwise stand next to the new
 // leader's (and a stale 1 hide a 0 under the alerts' max).
@@ -237,6 +226,9 @@ func (m *Metrics) standBy() {
 	if m == nil {
 		return
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.synced = nil
 	m.repoUp.Reset()
 	m.repoLastSuccess.Reset()
 	m.orphans.Reset()

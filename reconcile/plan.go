@@ -173,12 +173,7 @@ func (a Action) String() string {
 	return s + " (" + a.Reason + ")"
 }
 
-func short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
-}
+func short(sha string) string { return model.ShortSHA(sha) }
 
 // Skip is a PR the plan deliberately leaves alone, with the reason; `plan
 // -v` shows them and the logs record them at debug level.

@@ -134,14 +134,23 @@ func (s Settings) LockStaleAfter() time.Duration {
 	return max(s.DeployTimeout, s.HelmTimeout+lockMargin)
 }
 
+// policies are the repositories' policies, by name: also the set of
+// configured repositories.
+func (s Settings) policies() map[string]RepoPolicy {
+	out := make(map[string]RepoPolicy, len(s.Repos))
+	for _, r := range s.Repos {
+		out[r.Name] = r.Policy
+	}
+	return out
+}
+
 // PlanOptions are the planner's parameters at now.
 func (s Settings) PlanOptions(now time.Time, namespaceFor func(string, int) string, commentHash func(model.Preview) string) Options {
-	policies := make(map[string]RepoPolicy, len(s.Repos))
 	digests := make(map[string]string, len(s.Repos))
 	for _, r := range s.Repos {
-		policies[r.Name] = r.Policy
 		digests[r.Name] = r.Digest
 	}
+	policies := s.policies()
 	return Options{Now: now, MaxAttempts: s.MaxAttempts, LockStaleAfter: s.LockStaleAfter(), Backoff: s.Backoff,
 		ImageRecheck: s.ImageRecheck, MaxParallel: s.MaxParallel, OrphanGrace: s.OrphanGrace, Policies: policies, Digests: digests, NamespaceFor: namespaceFor, CommentHash: commentHash}
 }

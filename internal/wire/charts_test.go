@@ -125,7 +125,8 @@ func TestChartFromTheRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.MustRunOnce(d)
-	if p := e.Row(d, n); p.Status != model.StatusFailed || !strings.Contains(p.LastError, "outside the preview's namespace") {
+	if p := e.Row(d, n); p.Status != model.StatusFailed || !strings.Contains(p.LastError, "outside the preview's namespace") ||
+		!strings.HasPrefix(p.LastError, "chart repo:deploy/chart@") {
 		t.Errorf("a chart writing to namespace default: %s %q", p.Status, p.LastError)
 	}
 	if _, err := e.Kube.Client.CoreV1().ConfigMaps("default").Get(ctx, "escaped-"+e2e.SHA("x")[:6], metav1.GetOptions{}); err == nil {

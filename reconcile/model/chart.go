@@ -117,12 +117,13 @@ type ChartRef struct {
 // String names the chart in messages (repo:deploy/chart@1a2b3c4).
 func (r ChartRef) String() string {
 	if r.Source.Kind == ChartRepo {
-		return fmt.Sprintf("%s@%s in %s", r.Source, abbrev(r.SHA), r.Repo)
+		return fmt.Sprintf("%s@%s in %s", r.Source, ShortSHA(r.SHA), r.Repo)
 	}
 	return r.Source.String()
 }
 
-func abbrev(sha string) string {
+// ShortSHA is the 7-character form of a commit SHA shown to people.
+func ShortSHA(sha string) string {
 	if len(sha) > 7 {
 		return sha[:7]
 	}

@@ -35,6 +35,8 @@ type PR struct {
 	Merged      bool
 	Labels      []string
 	HTMLURL     string
+	// RepoID is the base repository's id: it survives a rename or a transfer.
+	RepoID int64
 }
 
 // maxPages bounds a listing (10,000 pull requests or comments at 100 a
@@ -198,6 +200,7 @@ func toPR(p *gh.PullRequest) (PR, error) {
 		Draft:   p.GetDraft(),
 		Merged:  p.MergedAt != nil || p.GetMerged(),
 		HTMLURL: p.GetHTMLURL(),
+		RepoID:  p.GetBase().GetRepo().GetID(),
 	}
 	head, base := p.GetHead().GetRepo(), p.GetBase().GetRepo()
 	switch {

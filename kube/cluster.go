@@ -168,12 +168,18 @@ func (c *Cluster) workloads(ctx context.Context, owned map[string]model.Namespac
 // EnsureNamespace creates the preview namespace or confirms it is ours.
 func (c *Cluster) EnsureNamespace(ctx context.Context, ns, repo string, number int) error {
 	err := c.Namespaces.Ensure(ctx, ns, repo, number)
-	if errors.Is(err, ErrTerminating) {
+	if errors.Is(err, ErrTerminating) || (Unreachable(err) && ctx.Err() == nil) {
 		// A PR reopened while its namespace is still being deleted: not
 		// a failure of the SHA; deployed once the namespace is gone.
 		return Transient(err)
 	}
 	return err
+}
+
+// RenameNamespace moves an owned namespace to the repository's new name
+// (Namespaces.Rename).
+func (c *Cluster) RenameNamespace(ctx context.Context, ns, from, to string, number int) error {
+	return c.Namespaces.Rename(ctx, ns, from, to, number)
 }
 
 // Apply installs or upgrades the preview release.
@@ -198,6 +204,11 @@ func (c *Cluster) Apply(ctx context.Context, ns string, ref model.ChartRef, valu
 			return fmt.Errorf("%w (and reading it: %v)", err, gerr)
 		}
 		return &model.LockedError{Status: rel.Status, Since: rel.Updated, Err: err}
+	}
+	if Unreachable(err) && ctx.Err() == nil {
+		// The API server went away during the operation: not the SHA's
+		// failure. A release left pending is taken over once stale.
+		return Transient(err)
 	}
 	return err
 }
@@ -229,6 +240,9 @@ func (c *Cluster) WaitReady(ctx context.Context, ns string, timeout time.Duratio
 	var nr *NotReadyError
 	if errors.As(err, &nr) {
 		return appFailure{nr}
+	}
+	if Unreachable(err) && ctx.Err() == nil {
+		return Transient(err)
 	}
 	return err
 }

@@ -171,6 +171,46 @@ func (n *Namespaces) Ensure(ctx context.Context, name, repo string, number int) 
 	return fmt.Errorf("creating namespace %s: it keeps being deleted and re-created concurrently", name)
 }
 
+// Rename moves namespace name, owned by this instance for pull request
+// number of repository from, to repository to (the same repository under
+// the name it was renamed or transferred to): its repository annotation
+// and label change, nothing else. The update carries the resourceVersion
+// that was checked. A namespace that is not this instance's, or not from's
+// for that pull request, is refused (model.ErrNotOwned); one already
+// renamed to to, or gone, is success.
+func (n *Namespaces) Rename(ctx context.Context, name, from, to string, number int) error {
+	if err := n.check(); err != nil {
+		return err
+	}
+	live, err := n.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil // nothing to move
+	}
+	if err != nil {
+		return fmt.Errorf("reading namespace %s: %w", name, err)
+	}
+	if p := ownershipProblem(live, n.Instance); p != "" {
+		return notOwnedError(name, n.Instance, p)
+	}
+	if got := live.Labels[LabelPR]; got != strconv.Itoa(number) {
+		return notOwnedError(name, n.Instance, fmt.Sprintf("label %s is %q, not %q", LabelPR, got, strconv.Itoa(number)))
+	}
+	got := live.Annotations[AnnotationRepository]
+	if strings.EqualFold(got, to) {
+		return nil
+	}
+	if !strings.EqualFold(got, from) {
+		return notOwnedError(name, n.Instance, fmt.Sprintf("annotation %s is %q, not %q", AnnotationRepository, got, from))
+	}
+	live.Annotations[AnnotationRepository] = to
+	live.Labels[LabelRepository] = RepositoryLabel(to)
+	if _, err := n.Client.CoreV1().Namespaces().Update(ctx, live, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("moving namespace %s to repository %s: %w", name, to, err)
+	}
+	n.log().Info("namespace moved to the repository's new name", "namespace", name, "from", from, "to", to, "pr", number)
+	return nil
+}
+
 // Delete deletes namespace name and waits until it is gone. It first reads
 // the live object and refuses (model.ErrNotOwned) unless this instance owns it;
 // the delete carries a UID precondition, so a namespace re-created by

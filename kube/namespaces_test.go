@@ -361,3 +361,39 @@ func TestDeleteHonoursContext(t *testing.T) {
 		t.Errorf("Delete = %v, want context.DeadlineExceeded", err)
 	}
 }
+
+// TestRenameMovesOnlyOurNamespace: the repository annotation and label
+// follow a renamed repository; a namespace that is not this instance's, or
+// another PR's or repository's, is refused and left as it was.
+func TestRenameMovesOnlyOurNamespace(t *testing.T) {
+	n, cs := newNamespaces(ownedNS("pr-web-1", "test", "acme/web", "1"), ownedNS("pr-web-2", "other", "acme/web", "2"),
+		ownedNS("pr-api-3", "test", "acme/api", "3"), foreignNS("pr-web-4"))
+	ctx := context.Background()
+	if err := n.Rename(ctx, "pr-web-1", "Acme/Web", "acme/shop", 1); err != nil {
+		t.Fatal(err)
+	}
+	ns, _ := cs.CoreV1().Namespaces().Get(ctx, "pr-web-1", metav1.GetOptions{})
+	if ns.Annotations[AnnotationRepository] != "acme/shop" || ns.Labels[LabelRepository] != "acme.shop" || !Owned(ns, "test") || ns.Labels[LabelPR] != "1" {
+		t.Errorf("moved namespace: labels %v, annotations %v", ns.Labels, ns.Annotations)
+	}
+	if err := n.Rename(ctx, "pr-web-1", "acme/web", "acme/shop", 1); err != nil {
+		t.Errorf("Rename again: %v, want success (already moved)", err)
+	}
+	if err := n.Rename(ctx, "pr-gone-9", "acme/web", "acme/shop", 9); err != nil {
+		t.Errorf("Rename of a namespace that is gone: %v, want success", err)
+	}
+	for _, c := range []struct {
+		name, from string
+		number     int
+	}{{"pr-web-2", "acme/web", 2}, {"pr-api-3", "acme/web", 3}, {"pr-web-4", "acme/web", 4}, {"pr-web-1", "acme/other", 1}, {"pr-api-3", "acme/api", 4}} {
+		before, _ := cs.CoreV1().Namespaces().Get(ctx, c.name, metav1.GetOptions{})
+		err := n.Rename(ctx, c.name, c.from, "acme/other", c.number)
+		if !errors.Is(err, model.ErrNotOwned) {
+			t.Errorf("Rename %s from %s #%d: %v, want ErrNotOwned", c.name, c.from, c.number, err)
+		}
+		after, _ := cs.CoreV1().Namespaces().Get(ctx, c.name, metav1.GetOptions{})
+		if after.Annotations[AnnotationRepository] != before.Annotations[AnnotationRepository] || after.Labels[LabelRepository] != before.Labels[LabelRepository] {
+			t.Errorf("refused Rename changed %s", c.name)
+		}
+	}
+}

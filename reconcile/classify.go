@@ -104,6 +104,12 @@ const (
 
 // States of a preview whose repository is not configured (any more).
 const (
+	// StateRenamed: the preview is recorded under a repository name that
+	// is not configured, and the configured repository with the same
+	// GitHub id is its new name (renamed or transferred): move the record
+	// and the namespace to the new name, keeping comment and namespace.
+	StateRenamed State = "renamed"
+
 	// StateOrphaned: kept and reported until orphan_grace has passed
 	// since previewd noticed it (the repository may be configured again).
 	StateOrphaned State = "orphaned"
@@ -155,6 +161,10 @@ type Facts struct {
 	// when previewd noticed.
 	Orphaned      bool
 	OrphanedSince time.Time
+	// RenamedFrom is the repository name the PR's record (and namespace)
+	// carry when it is Repo's old name (same GitHub id); Row is that
+	// record.
+	RenamedFrom string
 }
 
 // Verdict is a classified pull request.
@@ -168,6 +178,10 @@ func Classify(f Facts, o Options) Verdict {
 	row, rel := f.Row, f.Release
 	live := row != nil && row.Status != model.StatusDeleted
 	switch {
+	case f.RenamedFrom != "" && !f.ClusterComplete:
+		return Verdict{StateClusterUnknown, "cluster not observed"}
+	case f.RenamedFrom != "":
+		return Verdict{StateRenamed, fmt.Sprintf("repository %s is now %s (same GitHub id): preview moved to the new name", f.RenamedFrom, f.Repo)}
 	case f.Orphaned:
 		removeAt := f.OrphanedSince.Add(o.OrphanGrace)
 		switch {
@@ -302,6 +316,10 @@ func decide(f Facts, v Verdict, o Options, out []Action) ([]Action, *Skip) {
 		a.PR = nil
 		a.FromSHA = f.Release.SHA
 		a.Merged = f.Closed != nil && f.Closed.Merged
+		return append(out, a), nil
+	case StateRenamed:
+		a := act(KindRename)
+		a.FromRepo, a.PR = f.RenamedFrom, nil
 		return append(out, a), nil
 	case StateForeign:
 		a := act(KindBlocked)

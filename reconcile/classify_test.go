@@ -15,7 +15,7 @@ import (
 var allStates = []State{StateFiltered, StateUnwanted, StateClusterUnknown, StateForeign, StateBlocked,
 	StateTerminating, StateChecksUnknown, StateChecksPending, StateChecksFailed, StateChecksTimeout, StateLocked, StateBroken, StateRecovered, StateDrifted, StateInSync, StateUnblocked, StateImageWaiting, StateImageRecheck, StateRetryDue, StateRetryLater, StateExhausted,
 	StateUnverified, StateNew, StateNewSHA, StateClosed, StateGone, StateStuckTerminating, StateForgotten,
-	StateUnconfirmed, StateOrphaned, StateOrphanExpired}
+	StateUnconfirmed, StateOrphaned, StateOrphanExpired, StateRenamed}
 
 // TestClassifyEveryState: one table row per state, from the facts that
 // lead to it to the actions (or the skip) the decision makes of it.
@@ -130,6 +130,10 @@ func TestClassifyEveryState(t *testing.T) {
 		}), "skip: stuck terminating"},
 		{StateForgotten, closed(func(f *Facts) { f.Row = row(model.StatusDeleted, shaA, nil) }), ""},
 		{StateUnconfirmed, Facts{Repo: "acme/web", Number: 1, Unconfirmed: true, RepoComplete: true, ClusterComplete: true}, "skip: not confirmed closed"},
+		{StateRenamed, open(func(f *Facts) {
+			f.Row = row(model.StatusReady, shaA, func(p *model.Preview) { p.Repo = "acme/old-web"; p.Namespace = "pr-old-web-1" })
+			f.RenamedFrom, f.Namespace = "acme/old-web", "pr-old-web-1"
+		}), "acme/web#1 rename  pr-old-web-1 (repository acme/old-web is now acme/web (same GitHub id): preview moved to the new name)"},
 		{StateOrphaned, Facts{Repo: "acme/gone", Number: 1, Orphaned: true, OrphanedSince: now.Add(-59 * time.Minute), ClusterComplete: true, Namespace: "pr-gone-1",
 			Owned: &model.Namespace{Name: "pr-gone-1", Repo: "acme/gone", Number: 1}}, "skip: repository acme/gone is not configured; preview removed at 2026-11-26T12:01:00Z"},
 		{StateOrphanExpired, Facts{Repo: "acme/gone", Number: 1, Orphaned: true, OrphanedSince: now.Add(-time.Hour), ClusterComplete: true, Namespace: "pr-gone-1",

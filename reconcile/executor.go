@@ -39,10 +39,10 @@ func missingImage(err error, repo, sha string) (string, bool) {
 // become ready (a reported outcome, not a failure of previewd).
 type AppFailure interface{ AppFailure() bool }
 
-// Transient marks a deploy that could not start for a passing reason
-// outside the PR and the cluster (GitHub unavailable or rate limited while
-// its chart was fetched): not an attempt of the SHA, tried again by a later
-// cycle.
+// Transient marks a deploy that could not be made for a passing reason
+// outside the PR (GitHub unavailable or rate limited while its chart was
+// fetched, the API server stopped or unreachable during the operation):
+// not an attempt of the SHA, tried again by a later cycle.
 type Transient interface{ Transient() bool }
 
 func transient(err error) bool {
@@ -269,6 +269,8 @@ func (e *Executor) runGroup(ctx context.Context, g []Action) error {
 			err = e.delete(ctx, log, a)
 		case KindForget:
 			err = e.forget(ctx, log, a)
+		case KindRename:
+			err = e.rename(ctx, log, a)
 		case KindComment:
 			err = e.comment(ctx, a.Key())
 		}
@@ -413,10 +415,11 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 		return err
 	case transient(err):
 		// Not a failure of this SHA either: its chart could not be
-		// fetched now. Planned again by a later cycle.
+		// fetched now, or the API server went away. Planned again by a
+		// later cycle.
 		_ = finish(model.Finish{Outcome: model.OutcomeCancelled, Error: e.d.Redact(err.Error())})
 		e.d.Metrics.deployFinished("cancelled", now.Sub(started))
-		log.Warn("chart not fetched; will retry next cycle", "err", e.d.Redact(err.Error()))
+		log.Warn("deploy interrupted for a passing reason (chart source or API server unreachable); will retry next cycle", "err", e.d.Redact(err.Error()))
 		return err
 	case errors.Is(err, model.ErrNotOwned):
 		msg := blockedMessage(a.Namespace)
@@ -476,7 +479,7 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, a Action) error
 func (e *Executor) recordOpen(ctx context.Context, a Action) (model.Preview, error) {
 	o := model.Open{Namespace: a.Namespace, SHA: a.SHA, Now: e.d.Now()}
 	if a.PR != nil {
-		o.Branch, o.Title = a.PR.Branch, a.PR.Title
+		o.Branch, o.Title, o.RepoID = a.PR.Branch, a.PR.Title, a.PR.RepoID
 	}
 	return e.st.RecordOpen(ctx, a.Key(), o)
 }
@@ -622,6 +625,20 @@ func (e *Executor) forget(ctx context.Context, log *slog.Logger, a Action) error
 	}
 	log.Info("preview forgotten: namespace already gone", "reason", a.Reason)
 	return e.comment(ctx, key)
+}
+
+// rename moves a preview recorded under its repository's old name to the
+// new one: the namespace first (idempotent), then the record, so that a
+// failure in between is finished by the next cycle's rename.
+func (e *Executor) rename(ctx context.Context, log *slog.Logger, a Action) error {
+	if err := e.cl.RenameNamespace(ctx, a.Namespace, a.FromRepo, a.Repo, a.Number); err != nil {
+		return err
+	}
+	if err := e.st.Rename(ctx, model.Key{Repo: a.FromRepo, Number: a.Number}, a.Repo); err != nil {
+		return err
+	}
+	log.Info("preview moved to the repository's new name", "from", a.FromRepo, "reason", a.Reason)
+	return nil
 }
 
 // Body renders the comment of a preview row.

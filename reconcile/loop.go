@@ -238,7 +238,11 @@ func (l *Loop) Observe(ctx context.Context) (Observation, error) {
 			errs = append(errs, fmt.Errorf("observing %s: %w", ro.Repo, ro.Err))
 		}
 		for _, pr := range ro.Open {
-			wanted = append(wanted, l.o.NamespaceFor(ro.Repo, pr.Number))
+			ns := l.o.NamespaceFor(ro.Repo, pr.Number)
+			wanted = append(wanted, ns)
+			if r := rowsByKey[model.Key{Repo: ro.Repo, Number: pr.Number}]; r != nil && r.Namespace != "" && r.Namespace != ns {
+				wanted = append(wanted, r.Namespace) // a preview keeps its namespace
+			}
 		}
 	}
 	cobs, err := l.cl.Observe(ctx, wanted)
@@ -370,6 +374,11 @@ func (l *Loop) Cycle(ctx context.Context) (Result, error) {
 		l.log.Debug("planned", "action", a.String())
 	}
 	if l.ex != nil && ctx.Err() == nil {
+		for repo, id := range res.RepoIDs {
+			if _, err := l.st.RecordRepoID(ctx, repo, id); err != nil {
+				l.log.Warn("cannot record the repository's GitHub id; tried again next cycle", "repo", repo, "err", l.d.Redact(err.Error()))
+			}
+		}
 		l.ex.Submit(ctx, res.Actions)
 		if err == nil {
 			l.ex.forgetExcept(obs.Previews)

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -27,6 +28,9 @@ type PR struct {
 	Fork        bool     `json:"fork,omitempty"`
 	ForkDeleted bool     `json:"fork_deleted,omitempty"`
 	Labels      []string `json:"labels,omitempty"`
+	// RepoID is the id of the PR's base repository, which survives a
+	// rename or transfer (0: unknown).
+	RepoID int64 `json:"-"`
 }
 
 // Closed is a PR confirmed closed by a GET of that PR.
@@ -116,9 +120,10 @@ const (
 	KindDelete  Kind = "delete"  // uninstall and delete the namespace, wait until gone
 	KindForget  Kind = "forget"  // namespace already gone: mark the row deleted
 	KindComment Kind = "comment" // bring the PR comment up to date
+	KindRename  Kind = "rename"  // move the record and namespace to the repository's new name
 )
 
-var kindOrder = map[Kind]int{KindUnlock: 0, KindDeploy: 1, KindVerify: 2, KindBlocked: 3, KindWait: 4, KindDelete: 5, KindForget: 6, KindComment: 7}
+var kindOrder = map[Kind]int{KindRename: 0, KindUnlock: 1, KindDeploy: 2, KindVerify: 3, KindBlocked: 4, KindWait: 5, KindDelete: 6, KindForget: 7, KindComment: 8}
 
 // Action is one step of the plan.
 type Action struct {
@@ -129,7 +134,9 @@ type Action struct {
 	Namespace string `json:"namespace"`
 	FromSHA   string `json:"from_sha,omitempty"`
 	SHA       string `json:"sha,omitempty"`
-	Reason    string `json:"reason"`
+	// FromRepo is the old name a rename moves the preview from.
+	FromRepo string `json:"from_repo,omitempty"`
+	Reason   string `json:"reason"`
 	// PR carries the open PR a deploy is for (branch, title).
 	PR *PR `json:"-"`
 	// Merged is set on deletions of merged PRs.
@@ -188,6 +195,10 @@ type Skip struct {
 type Result struct {
 	Actions []Action `json:"actions"`
 	Skipped []Skip   `json:"skipped,omitempty"`
+	// RepoIDs are GitHub ids of configured repositories that their live
+	// records do not carry yet, by repository: recorded so that the
+	// previews can follow a rename (StateRenamed).
+	RepoIDs map[string]int64 `json:"-"`
 }
 
 // Plan diffs the observation into actions: it joins what was observed
@@ -218,6 +229,7 @@ func Plan(obs Observation, opts Options) Result {
 			res.Skipped = append(res.Skipped, Skip{Repo: ro.Repo, Reason: fmt.Sprintf("GitHub observation incomplete (%v): no deletion planned", ro.Err)})
 		}
 	}
+	res.RepoIDs = unrecordedIDs(obs)
 	res = capDrift(res, opts.MaxParallel)
 	res.Actions = append(res.Actions, commentRepairs(obs.Previews, res.Actions, opts)...)
 	sortActions(res.Actions)
@@ -264,13 +276,44 @@ func facts(obs Observation, opts Options) []Facts {
 		}
 		return f
 	}
-	out := make([]Facts, 0, total)
+	renamed, moving := renames(obs, rows, opts.Policies)
+	// adopt gives a PR of a renamed repository the record and namespace
+	// kept under the old name.
+	adopt := func(f *Facts) bool {
+		r, ok := renamed[model.Key{Repo: f.Repo, Number: f.Number}]
+		if !ok {
+			return false
+		}
+		f.Row, f.RenamedFrom, f.Namespace = r, r.Repo, r.Namespace
+		// The namespace carries the old name, or already the new one
+		// (a rename interrupted between namespace and record).
+		if o, ok := ownedByKey[r.Key()]; ok {
+			own(f, o)
+		} else if o, ok := ownedByKey[model.Key{Repo: f.Repo, Number: f.Number}]; ok {
+			own(f, o)
+		}
+		if f.Owned != nil {
+			f.Namespace = f.Owned.Name
+		}
+		return true
+	}
+	out := make([]Facts, 0, total+len(renamed))
 	for _, ro := range obs.Repos {
 		fingerprint := Fingerprint(opts.Digests[ro.Repo], obs.Charts[ro.Repo])
 		for i := range ro.Open {
 			pr := &ro.Open[i] // the actions point into the observation
 			f := base(ro.Repo, pr.Number, ro.Complete)
 			f.PR, f.Fingerprint = pr, fingerprint
+			if adopt(&f) {
+				delete(renamed, model.Key{Repo: f.Repo, Number: f.Number})
+				out = append(out, f)
+				continue
+			}
+			if f.Row != nil && f.Row.Namespace != "" && f.Row.Status != model.StatusDeleted {
+				// A preview stays in the namespace it was created in
+				// (one moved from the repository's old name keeps it).
+				f.Namespace = f.Row.Namespace
+			}
 			if c, ok := ro.Checks[pr.Number]; ok {
 				f.Checks = &c
 			}
@@ -307,8 +350,18 @@ func facts(obs Observation, opts Options) []Facts {
 			out = append(out, f)
 		}
 	}
+	// Records of a renamed repository's PRs that are not open: moved too,
+	// then closed or kept under the new name like any other.
+	for _, k := range slices.SortedFunc(maps.Keys(renamed), compareKeys) {
+		f := base(k.Repo, k.Number, false)
+		adopt(&f)
+		out = append(out, f)
+	}
 	// Previews of repositories that are not configured (any more).
 	for _, k := range orphanKeys(obs, opts.Policies) {
+		if moving[k] {
+			continue
+		}
 		f := base(k.Repo, k.Number, false)
 		f.Orphaned, f.OrphanedSince = true, obs.OrphanSince[k.Repo]
 		if f.OrphanedSince.IsZero() {
@@ -323,6 +376,82 @@ func facts(obs Observation, opts Options) []Facts {
 		out = append(out, f)
 	}
 	return out
+}
+
+// repoID is a repository's GitHub id as its open PRs report it (0 when it
+// has none).
+func repoID(ro RepoObservation) int64 {
+	for _, pr := range ro.Open {
+		if pr.RepoID != 0 {
+			return pr.RepoID
+		}
+	}
+	return 0
+}
+
+// unrecordedIDs are the ids of configured repositories that some live
+// record of theirs does not carry.
+func unrecordedIDs(obs Observation) map[string]int64 {
+	ids := map[string]int64{}
+	for _, ro := range obs.Repos {
+		if id := repoID(ro); id != 0 {
+			ids[ro.Repo] = id
+		}
+	}
+	var out map[string]int64
+	for _, p := range obs.Previews {
+		if id, ok := ids[p.Repo]; ok && p.RepoID != id && p.Status != model.StatusDeleted {
+			if out == nil {
+				out = map[string]int64{}
+			}
+			out[p.Repo] = id
+		}
+	}
+	return out
+}
+
+// renames finds the live records kept under a repository name that is not
+// configured whose GitHub id is that of a configured repository (read from
+// its open PRs): the repository was renamed or transferred and configured
+// under its new name. It returns them by their new key (only where the new
+// name has no live record of that PR), and their old keys.
+func renames(obs Observation, rows map[model.Key]*model.Preview, configured map[string]RepoPolicy) (map[model.Key]*model.Preview, map[model.Key]bool) {
+	var byID map[int64]string
+	for _, ro := range obs.Repos {
+		if id := repoID(ro); id != 0 {
+			if byID == nil {
+				byID = map[int64]string{}
+			}
+			byID[id] = ro.Repo
+		}
+	}
+	if byID == nil {
+		return nil, nil
+	}
+	renamed, moving := map[model.Key]*model.Preview{}, map[model.Key]bool{}
+	for i := range obs.Previews {
+		p := &obs.Previews[i]
+		if p.RepoID == 0 || p.Status == model.StatusDeleted {
+			continue
+		}
+		if _, ok := configured[p.Repo]; ok {
+			continue
+		}
+		to, ok := byID[p.RepoID]
+		if !ok {
+			continue
+		}
+		k := model.Key{Repo: to, Number: p.Number}
+		if rows[k] != nil || renamed[k] != nil {
+			continue // the new name has a preview of its own: the old one stays an orphan
+		}
+		renamed[k], moving[p.Key()] = p, true
+	}
+	return renamed, moving
+}
+
+func compareKeys(a, b model.Key) int {
+	return cmp.Or(cmp.Compare(a.Repo, b.Repo), cmp.Compare(a.Number, b.Number))
 }
 
 // orphanKeys are the PRs with a live record or an owned namespace whose

@@ -377,3 +377,100 @@ func TestLockStaleAfterOutlastsHelm(t *testing.T) {
 		t.Errorf("a release pending for 1m (Helm may still run) is taken over: %s", v.Reason)
 	}
 }
+
+// TestPlanRenamedRepository: the configuration names a repository by its
+// new name (renamed or transferred: same GitHub id). The previews recorded
+// under the old name are moved, keeping their namespace and comment, and
+// nothing is deployed or orphaned for them; once moved, a push upgrades
+// the preview in the namespace it already has.
+func TestPlanRenamedRepository(t *testing.T) {
+	o := opts()
+	o.Policies = map[string]RepoPolicy{"acme/shop": {}}
+	o.CommentHash = func(p model.Preview) string { return "h-" + p.Repo }
+	const id = 4242
+	shop := func(n int, sha string) PR {
+		return PR{Repo: "acme/shop", Number: n, SHA: sha, Branch: "b", Title: "t", RepoID: id}
+	}
+	old := func(n int) model.Preview {
+		p := ready(n, shaA)
+		p.RepoID, p.CommentID, p.CommentHash = id, int64(100+n), "h-acme/web"
+		return p
+	}
+	deployed := model.Release{Exists: true, Status: "deployed", SHA: shaA, Updated: now.Add(-time.Hour)}
+	obs := Observation{
+		Repos:    []RepoObservation{{Repo: "acme/shop", Complete: true, Open: []PR{shop(1, shaA), shop(5, shaA)}}},
+		Previews: []model.Preview{old(1), old(2)},
+		Cluster: model.ClusterObservation{Complete: true, Owned: owned("pr-web-1", "pr-web-2"),
+			Releases: map[string]model.Release{"pr-web-1": deployed, "pr-web-2": deployed}},
+	}
+	res := Plan(obs, o)
+	want := "acme/shop#1 rename  pr-web-1 (repository acme/web is now acme/shop (same GitHub id): preview moved to the new name)\n" +
+		"acme/shop#2 rename  pr-web-2 (repository acme/web is now acme/shop (same GitHub id): preview moved to the new name)\n" +
+		"acme/shop#5 deploy  pr-shop-5 aaaaaaa (new preview)"
+	if got := strings.Join(lines(res), "\n"); got != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	for _, a := range res.Actions {
+		if a.Kind == KindRename && a.FromRepo != "acme/web" {
+			t.Errorf("%s: FromRepo %q, want acme/web", a, a.FromRepo)
+		}
+	}
+	for _, s := range res.Skipped {
+		if s.State == StateOrphaned {
+			t.Errorf("a renamed preview is reported orphaned: %+v", s)
+		}
+	}
+	if len(res.RepoIDs) != 0 {
+		t.Errorf("RepoIDs = %v: no record of acme/shop lacks its id", res.RepoIDs)
+	}
+
+	// Without the id (records from before it was kept) the old name's
+	// previews are orphans and the new name's are new: what happened
+	// before, and what happens when the ids differ (another repository).
+	unknown := obs
+	unknown.Previews = []model.Preview{ready(1, shaA), ready(2, shaA)}
+	if got := lines(Plan(unknown, o)); len(got) != 2 || !strings.Contains(got[0], "acme/shop#1 deploy  pr-shop-1") {
+		t.Errorf("without ids: %q, want acme/shop#1 and #5 deployed", got)
+	}
+
+	// The new name already has a live record of #1: that one stays, the
+	// old one is an orphan.
+	clash := obs
+	clash.Previews = []model.Preview{old(1), {Repo: "acme/shop", Number: 1, Namespace: "pr-shop-1", DesiredSHA: shaA, Status: model.StatusPending}}
+	res = Plan(clash, o)
+	for _, a := range res.Actions {
+		if a.Kind == KindRename && a.Number == 1 {
+			t.Errorf("renamed onto a live record: %s", a)
+		}
+	}
+	if res.RepoIDs["acme/shop"] != id {
+		t.Errorf("RepoIDs = %v, want acme/shop: %d (its record lacks the id)", res.RepoIDs, id)
+	}
+
+	// Moved: the record and namespace carry the new name and keep the
+	// old namespace; in sync, and a push upgrades there.
+	moved := func(n int) model.Preview {
+		p := old(n)
+		p.Repo = "acme/shop"
+		return p
+	}
+	after := Observation{
+		Repos:    []RepoObservation{{Repo: "acme/shop", Complete: true, Open: []PR{shop(1, shaB)}}},
+		Previews: []model.Preview{moved(1)},
+		Cluster: model.ClusterObservation{Complete: true,
+			Owned:    map[string]model.Namespace{"pr-web-1": {Name: "pr-web-1", Repo: "acme/shop", Number: 1}},
+			Releases: map[string]model.Release{"pr-web-1": deployed}},
+	}
+	o.CommentHash = func(p model.Preview) string { return p.CommentHash }
+	if got := strings.Join(lines(Plan(after, o)), "\n"); got != "acme/shop#1 deploy  pr-web-1 aaaaaaa → bbbbbbb (new SHA)" {
+		t.Errorf("after the move: %q, want the push deployed into pr-web-1", got)
+	}
+
+	// Interrupted after the namespace moved, before the record: the
+	// rename is planned again (and is idempotent).
+	half := after
+	half.Previews = []model.Preview{old(1)}
+	if got := lines(Plan(half, o)); len(got) != 1 || !strings.HasPrefix(got[0], "acme/shop#1 rename  pr-web-1") {
+		t.Errorf("half-moved: %q, want the rename again", got)
+	}
+}

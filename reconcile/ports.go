@@ -62,6 +62,9 @@ type Cluster interface {
 	// which of the wanted names exist without previewd's ownership labels.
 	Observe(ctx context.Context, wanted []string) (model.ClusterObservation, error)
 	EnsureNamespace(ctx context.Context, ns, repo string, number int) error
+	// RenameNamespace moves an owned namespace of PR number from
+	// repository from to to (a renamed or transferred repository).
+	RenameNamespace(ctx context.Context, ns, from, to string, number int) error
 	// Apply loads the chart (fetching it when it is remote) and installs
 	// or upgrades the release; it returns a *model.LockedError when a
 	// release operation is pending, and an error wrapping
@@ -92,6 +95,11 @@ type Store interface {
 	SetError(ctx context.Context, key model.Key, msg string) error
 	SetComment(ctx context.Context, key model.Key, commentID int64, hash string) error
 	Attempts(ctx context.Context, key model.Key) ([]model.Attempt, error)
+	// RecordRepoID records GitHub's id of repo on its previews.
+	RecordRepoID(ctx context.Context, repo string, id int64) (int64, error)
+	// Rename moves a preview to its repository's new name (model.ErrStale
+	// when the new name already has a live preview of that PR).
+	Rename(ctx context.Context, from model.Key, to string) error
 	// Purge removes the records (and attempts) of previews deleted before
 	// before.
 	Purge(ctx context.Context, before time.Time) (int64, error)

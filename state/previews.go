@@ -14,7 +14,7 @@ import (
 
 const previewColumns = `repo, number, namespace, branch, title, desired_sha, deployed_sha, status,
 	attempts, next_attempt_at, last_error, comment_id, comment_hash, sha_first_seen_at,
-	deploy_started_at, ready_at, closed_at, created_at, updated_at, waiting_for, waiting_since, deployed_fingerprint`
+	deploy_started_at, ready_at, closed_at, created_at, updated_at, waiting_for, waiting_since, deployed_fingerprint, repo_id`
 
 func scanPreview(row pgx.Row) (model.Preview, error) {
 	var (
@@ -26,7 +26,7 @@ func scanPreview(row pgx.Row) (model.Preview, error) {
 	)
 	err := row.Scan(&p.Repo, &p.Number, &p.Namespace, &p.Branch, &p.Title, &p.DesiredSHA, &p.DeployedSHA, &status,
 		&p.Attempts, &next, &p.LastError, &commentID, &p.CommentHash, &p.SHAFirstSeenAt,
-		&started, &ready, &closed, &p.CreatedAt, &p.UpdatedAt, &p.WaitingFor, &waitingSince, &p.DeployedFingerprint)
+		&started, &ready, &closed, &p.CreatedAt, &p.UpdatedAt, &p.WaitingFor, &waitingSince, &p.DeployedFingerprint, &p.RepoID)
 	if err != nil {
 		return model.Preview{}, err
 	}
@@ -137,11 +137,11 @@ func (s *Store) RecordOpen(ctx context.Context, key model.Key, o model.Open) (mo
 			return err
 		}
 		p, err = scanPreview(tx.QueryRow(ctx, `INSERT INTO previews
-				(repo, number, namespace, branch, title, desired_sha, status, sha_first_seen_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+				(repo, number, namespace, branch, title, desired_sha, status, sha_first_seen_at, repo_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (repo, number) DO NOTHING
 			RETURNING `+previewColumns,
-			key.Repo, key.Number, next.Namespace, next.Branch, next.Title, next.DesiredSHA, string(next.Status), next.SHAFirstSeenAt))
+			key.Repo, key.Number, next.Namespace, next.Branch, next.Title, next.DesiredSHA, string(next.Status), next.SHAFirstSeenAt, next.RepoID))
 		if errors.Is(err, pgx.ErrNoRows) {
 			// Inserted by a concurrent writer since the lock attempt: that
 			// row wins; this observation is applied to it next time.
@@ -157,6 +157,59 @@ func (s *Store) RecordOpen(ctx context.Context, key model.Key, o model.Open) (mo
 		return model.Preview{}, fmt.Errorf("observing %s: %w", key, err)
 	}
 	return p, nil
+}
+
+// RecordRepoID records GitHub's id of repo on its previews that do not
+// carry it yet (or carry another: a repository deleted and created again
+// under the same name). It returns how many were updated; 0 writes
+// nothing.
+func (s *Store) RecordRepoID(ctx context.Context, repo string, id int64) (int64, error) {
+	if id <= 0 {
+		return 0, fmt.Errorf("recording the id of %s: id %d is not a repository id", repo, id)
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE previews SET repo_id = $2 WHERE repo = $1 AND repo_id <> $2`, repo, id)
+	if err != nil {
+		return 0, fmt.Errorf("recording the id of %s: %w", repo, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Rename moves the preview of from (a PR of a repository that was renamed
+// or transferred) to repository to, with its attempts, comment and
+// namespace: the same PR under its repository's new name. A deleted
+// record left under the new key is removed first; a live one makes the
+// rename fail with model.ErrStale (both names have a preview: the old one
+// stays an orphan).
+func (s *Store) Rename(ctx context.Context, from model.Key, to string) error {
+	if to == "" || to == from.Repo {
+		return fmt.Errorf("renaming %s: new repository %q is not another name", from, to)
+	}
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		id, _, err := lockPreview(ctx, tx, from)
+		if err != nil {
+			return err
+		}
+		var status string
+		err = tx.QueryRow(ctx, `SELECT status FROM previews WHERE repo = $1 AND number = $2 FOR UPDATE`,
+			to, from.Number).Scan(&status)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return err
+		case status != string(model.StatusDeleted):
+			return fmt.Errorf("%w: %s#%d has a preview of its own", model.ErrStale, to, from.Number)
+		default:
+			if _, err := tx.Exec(ctx, `DELETE FROM previews WHERE repo = $1 AND number = $2`, to, from.Number); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE previews SET repo = $2, updated_at = now() WHERE id = $1`, id, to)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("renaming %s to %s#%d: %w", from, to, from.Number, err)
+	}
+	return nil
 }
 
 // transition applies a pure transition to the locked row of key and writes

@@ -820,3 +820,68 @@ func TestPurge(t *testing.T) {
 		t.Errorf("attempts left = %d (%v), want 2", attempts, err)
 	}
 }
+
+// TestRenameFollowsTheRepository: a preview moves to its repository's new
+// name with its attempts and comment; a deleted record under the new name
+// gives way, a live one refuses the move.
+func TestRenameFollowsTheRepository(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	old, gone, clash := model.Key{Repo: "acme/web", Number: 1}, model.Key{Repo: "acme/web", Number: 2}, model.Key{Repo: "acme/web", Number: 3}
+	for _, k := range []model.Key{old, gone, clash} {
+		mustObserve(t, s, k, "aaa", at(0))
+	}
+	if n, err := s.RecordRepoID(ctx, "acme/web", 77); err != nil || n != 3 {
+		t.Fatalf("RecordRepoID = %d, %v; want 3 records", n, err)
+	}
+	if n, err := s.RecordRepoID(ctx, "acme/web", 77); err != nil || n != 0 {
+		t.Errorf("RecordRepoID again = %d, %v; want nothing written", n, err)
+	}
+	if _, err := s.RecordRepoID(ctx, "acme/web", 0); err == nil {
+		t.Error("RecordRepoID accepted id 0")
+	}
+	attempt := mustStart(t, s, old, "aaa", at(1))
+	if err := s.SetComment(ctx, old, 555, "hash"); err != nil {
+		t.Fatal(err)
+	}
+	// The new name once had a preview of #2 (deleted), and has a live #3.
+	shop2, shop3 := model.Key{Repo: "acme/shop", Number: 2}, model.Key{Repo: "acme/shop", Number: 3}
+	mustObserve(t, s, shop2, "bbb", at(0))
+	if err := s.MarkDeleting(ctx, shop2, at(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkDeleted(ctx, shop2, at(1)); err != nil {
+		t.Fatal(err)
+	}
+	mustObserve(t, s, shop3, "bbb", at(0))
+
+	for _, k := range []model.Key{old, gone} {
+		if err := s.Rename(ctx, k, "acme/shop"); err != nil {
+			t.Fatalf("Rename %s: %v", k, err)
+		}
+	}
+	p := get(t, s, model.Key{Repo: "acme/shop", Number: 1})
+	if p.CommentID != 555 || p.Namespace != "ns-1" || p.RepoID != 77 || p.Status != model.StatusDeploying {
+		t.Errorf("moved record: %+v", p)
+	}
+	if as, err := s.Attempts(ctx, p.Key()); err != nil || len(as) != 1 || as[0].Attempt != attempt {
+		t.Errorf("attempts after the move: %+v, %v", as, err)
+	}
+	if p := get(t, s, shop2); p.Status != model.StatusPending || p.DesiredSHA != "aaa" {
+		t.Errorf("#2 under the new name: %+v, want the moved live record", p)
+	}
+	for _, k := range []model.Key{old, gone} {
+		if _, ok, _ := s.Get(ctx, k); ok {
+			t.Errorf("%s still recorded under the old name", k)
+		}
+	}
+	if err := s.Rename(ctx, clash, "acme/shop"); !errors.Is(err, model.ErrStale) {
+		t.Errorf("Rename onto a live record: %v, want ErrStale", err)
+	}
+	if p := get(t, s, clash); p.Repo != "acme/web" {
+		t.Errorf("refused move changed the record: %+v", p)
+	}
+	if err := s.Rename(ctx, model.Key{Repo: "acme/none", Number: 9}, "acme/shop"); !errors.Is(err, model.ErrNotFound) {
+		t.Errorf("Rename of nothing: %v, want ErrNotFound", err)
+	}
+}

@@ -1,17 +1,23 @@
 package wire_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/previewd/previewd/github/githubfake"
+	"github.com/previewd/previewd/internal/harness/cutproxy"
 	"github.com/previewd/previewd/internal/harness/e2e"
 	"github.com/previewd/previewd/internal/wire"
+	"github.com/previewd/previewd/kube"
 	"github.com/previewd/previewd/reconcile/model"
 )
 
@@ -223,4 +229,97 @@ func TestGitHubFaults(t *testing.T) {
 		time.Sleep(time.Until(reset.Add(1100 * time.Millisecond)))
 		w.converges(t)
 	})
+}
+
+// TestAPIServerStoppedMidDeploy: the API server goes away (connections
+// refused and cut, through a proxy in front of the test bed's) at several
+// points of a deploy and comes back. No attempt of the SHA is used by the
+// outage, the PR is never told the deploy failed, nothing is deleted, and
+// once the API server is back the preview converges at the last push (a
+// release left pending by the cut is taken over once stale).
+func TestAPIServerStoppedMidDeploy(t *testing.T) {
+	e := e2e.New(t, "")
+	host := strings.TrimPrefix(e.Kube.RESTConfig.Host, "https://")
+	proxy := cutproxy.New(t, host)
+	good, err := os.ReadFile(e.Kube.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaProxy := bytes.ReplaceAll(good, []byte("server: https://"+host), []byte("server: https://"+proxy.Addr()))
+	if bytes.Equal(viaProxy, good) {
+		t.Fatalf("kubeconfig does not name the server %s", host)
+	}
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, viaProxy, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	editConfig(t, e, func(s string) string {
+		s = strings.Replace(s, e.Kube.Kubeconfig, kc, 1)
+		return strings.Replace(s, "deploy_timeout: 60s", "deploy_timeout: 10s\nhelm_timeout: 10s", 1)
+	})
+	d := e.Daemon(false)
+	n := e.Open("Outage", "outage", e2e.SHA("api-0"))
+	e.MustRunOnce(d)
+	key := model.Key{Repo: e.Repo, Number: n}
+	var last string
+	midOperation := 0
+	for i, delay := range []time.Duration{50 * time.Millisecond, 250 * time.Millisecond, 600 * time.Millisecond, 1200 * time.Millisecond} {
+		last = e2e.SHA(fmt.Sprint("api-", i+1))
+		if err := e.GH.Push(e.Repo, n, last); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- e.RunOnce(d) }()
+		time.Sleep(delay)
+		proxy.Cut()
+		err := <-done
+		rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName)
+		t.Logf("cut after %s: cycle error %v; release status %q rev %d", delay, err, rel.Status, rel.Revision)
+		if err != nil && strings.Contains(err.Error(), "upgrading release") {
+			midOperation++
+		}
+		p, _, _ := d.Store.Get(context.Background(), key)
+		if p.Status == model.StatusFailed || p.Attempts != 0 {
+			t.Errorf("cut after %s: record %s with %d failed attempts (%s), want no attempt used", delay, p.Status, p.Attempts, p.LastError)
+		}
+		if !e.NSExists(e.NS(n)) {
+			t.Fatalf("cut after %s: the namespace is gone", delay)
+		}
+		if err := proxy.Restore(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if midOperation == 0 {
+		t.Error("no cut landed inside a Helm operation: the test did not exercise it")
+	}
+	// Back: converges at the last push (a release left pending by a cut
+	// waits until helm_timeout + 15 s have passed).
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		_ = e.RunOnce(d)
+		p, _, _ := d.Store.Get(context.Background(), key)
+		if p.Status == model.StatusReady && p.DeployedSHA == last {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not converged after the API server came back: %s %s (%s)", p.Status, model.ShortSHA(p.DeployedSHA), p.LastError)
+		}
+		time.Sleep(time.Second)
+	}
+	if img := e.DeploymentImage(n); img != e.Image+":"+last {
+		t.Errorf("image = %s, want the last push", img)
+	}
+	attempts, err := d.Store.Attempts(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range attempts {
+		if a.Outcome == model.OutcomeFailed {
+			t.Errorf("attempt %d at %s failed: %s", a.Attempt, model.ShortSHA(a.SHA), a.Error)
+		}
+	}
+	c := e.OneComment(n)
+	if !strings.Contains(c.Body, "Preview ready") || !strings.Contains(c.Body, last[:7]) {
+		t.Errorf("comment after the outages:\n%s", c.Body)
+	}
 }

@@ -49,7 +49,7 @@ func newGitHub(_ context.Context, cfg *config.Config, cache httpcache.Cache, reg
 
 func convert(p github.PR) reconcile.PR {
 	return reconcile.PR{Number: p.Number, Title: p.Title, Branch: p.Branch, SHA: p.SHA, Author: p.Author,
-		Draft: p.Draft, Fork: p.Fork, ForkDeleted: p.ForkDeleted, Labels: p.Labels}
+		Draft: p.Draft, Fork: p.Fork, ForkDeleted: p.ForkDeleted, Labels: p.Labels, RepoID: p.RepoID}
 }
 
 // ListOpenPRs returns every open PR of repo.

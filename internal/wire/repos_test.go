@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/previewd/previewd/kube"
 	"github.com/previewd/previewd/reconcile"
 	"github.com/previewd/previewd/reconcile/model"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // editConfig rewrites the test's configuration file.
@@ -231,10 +233,64 @@ func TestRenamedRepository(t *testing.T) {
 	if moved == 0 {
 		t.Error("no request met the redirect: the test did not exercise it")
 	}
+
+	// The configuration is changed to the new name: the preview is moved
+	// (record, namespace, comment), not orphaned and recreated.
+	second := e.GH.OpenPR(renamed, githubfake.PR{Title: "Second", Branch: "second", SHA: e2e.SHA("rename-3"), Author: "octocat"})
+	e.MustRunOnce(d)
+	editConfig(t, e, func(s string) string { return strings.Replace(s, "- name: "+e.Repo, "- name: "+renamed, 1) })
+	d2 := e.Daemon(false)
+	res, err := d2.Loop.Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, a := range res.Actions {
+		kinds = append(kinds, fmt.Sprintf("%s#%d %s %s", a.Repo, a.Number, a.Kind, a.Namespace))
+	}
+	want := []string{fmt.Sprintf("%s#%d rename %s", renamed, n, e.NS(n)), fmt.Sprintf("%s#%d rename %s", renamed, second, e.NS(second))}
+	if !slices.Equal(kinds, want) {
+		t.Errorf("plan after the configuration names the new name: %q, want %q", kinds, want)
+	}
+	writes := e.GH.Counters().Mutations
+	e.MustRunOnce(d2)
+	e.MustRunOnce(d2)
+	for _, num := range []int{n, second} {
+		if p, ok, _ := d2.Store.Get(context.Background(), model.Key{Repo: renamed, Number: num}); !ok || p.Status != model.StatusReady || p.Namespace != e.NS(num) {
+			t.Errorf("#%d under the new name: %+v (found %v), want ready in %s", num, p, ok, e.NS(num))
+		}
+		if _, ok, _ := d2.Store.Get(context.Background(), model.Key{Repo: e.Repo, Number: num}); ok {
+			t.Errorf("#%d still recorded under the old name", num)
+		}
+		if cs := e.GH.Comments(renamed, num); len(cs) != 1 {
+			t.Errorf("#%d has %d comments, want its one comment kept", num, len(cs))
+		}
+	}
+	if got := e.GH.Counters().Mutations - writes; got > 2 {
+		t.Errorf("%d GitHub writes for the move, want at most one comment edit per PR", got)
+	}
+	if skips := skipsOf(res, reconcile.StateOrphaned); len(skips) != 0 {
+		t.Errorf("orphaned after the move: %+v", skips)
+	}
+	if v, ok := metric(t, d2, "previewd_orphaned_previews", "repository", e.Repo); ok && v != 0 {
+		t.Errorf("previewd_orphaned_previews{repository=%q} = %v, want 0", e.Repo, v)
+	}
+	if ns, err := e.Kube.Client.CoreV1().Namespaces().Get(context.Background(), e.NS(n), metav1.GetOptions{}); err != nil ||
+		ns.Annotations[kube.AnnotationRepository] != renamed || ns.Labels[kube.LabelRepository] != kube.RepositoryLabel(renamed) {
+		t.Errorf("namespace %s: %v, want it moved to %s", e.NS(n), err, renamed)
+	}
+	// A push after the move upgrades the same namespace.
+	if err := e.GH.Push(renamed, n, e2e.SHA("rename-4")); err != nil {
+		t.Fatal(err)
+	}
+	e.MustRunOnce(d2)
+	if img := e.DeploymentImage(n); img != e.Image+":"+e2e.SHA("rename-4") {
+		t.Errorf("after the move and a push: image %s", img)
+	}
 	if err := e.GH.MergePR(renamed, n); err != nil {
 		t.Fatal(err)
 	}
-	e.MustRunOnce(d)
+	e.MustRunOnce(d2)
 	if e.NSExists(e.NS(n)) {
 		t.Error("namespace kept after the merge")
 	}

@@ -94,7 +94,10 @@ func (k Key) String() string { return fmt.Sprintf("%s#%d", k.Repo, k.Number) }
 // Preview is previewd's memory of one pull request. Zero times mean "not
 // set".
 type Preview struct {
-	Repo        string
+	Repo string
+	// RepoID is GitHub's id of the repository (0: not known yet): it does
+	// not change when the repository is renamed or transferred.
+	RepoID      int64
 	Number      int
 	Namespace   string
 	Branch      string

@@ -14,6 +14,9 @@ import (
 
 // Open is one observation of an open pull request.
 type Open struct {
+	// RepoID is the repository's GitHub id (0: unknown), kept by a new
+	// record.
+	RepoID    int64
 	Namespace string
 	Branch    string
 	Title     string
@@ -45,7 +48,7 @@ func RecordOpen(cur Preview, exists bool, key Key, o Open) (Preview, bool, error
 		return cur, false, fmt.Errorf("observing %s: empty SHA", key)
 	}
 	if !exists {
-		return Preview{Repo: key.Repo, Number: key.Number, Namespace: o.Namespace, Branch: o.Branch, Title: o.Title,
+		return Preview{Repo: key.Repo, RepoID: o.RepoID, Number: key.Number, Namespace: o.Namespace, Branch: o.Branch, Title: o.Title,
 			DesiredSHA: o.SHA, Status: StatusPending, SHAFirstSeenAt: o.Now}, true, nil
 	}
 	next := cur

@@ -30,7 +30,7 @@ type Cluster struct {
 	// Records, if set, lets Observe re-read (and decode) a namespace's
 	// release only when its Helm records changed since the last cycle;
 	// without it every release is read every cycle.
-	Records *RecordIndex
+	Records RecordVersions
 	// Redact scrubs credentials from messages shown on PRs and logged.
 	Redact func(string) string
 	Log    *slog.Logger
@@ -167,7 +167,10 @@ func (c *Cluster) workloads(ctx context.Context, owned map[string]model.Namespac
 
 // EnsureNamespace creates the preview namespace or confirms it is ours.
 func (c *Cluster) EnsureNamespace(ctx context.Context, ns, repo string, number int) error {
-	err := c.Namespaces.Ensure(ctx, ns, repo, number)
+	created, err := c.Namespaces.EnsureCreated(ctx, ns, repo, number)
+	if err == nil && created {
+		err = c.purgeRecords(ctx, ns)
+	}
 	if errors.Is(err, ErrTerminating) || (Unreachable(err) && ctx.Err() == nil) {
 		// A PR reopened while its namespace is still being deleted: not
 		// a failure of the SHA; deployed once the namespace is gone.
@@ -238,6 +241,11 @@ func (a appFailure) FailedImage() string {
 func (c *Cluster) WaitReady(ctx context.Context, ns string, timeout time.Duration) error {
 	err := WaitReady(ctx, c.Client, ns, "", timeout, WithRedact(c.redact))
 	var nr *NotReadyError
+	if errors.As(err, &nr) && nr.Reason == ReasonTimeout && Unreachable(nr.LastAPIError) && ctx.Err() == nil {
+		// The deadline passed while the API server could not be asked:
+		// nothing is known of the preview; not its failure.
+		return Transient(err)
+	}
 	if errors.As(err, &nr) {
 		return appFailure{nr}
 	}
@@ -281,7 +289,24 @@ func (c *Cluster) Delete(ctx context.Context, ns string) error {
 			return fmt.Errorf("uninstalling the release in %s: %w", ns, err)
 		}
 	}
-	return c.Namespaces.Delete(ctx, ns)
+	if err := c.Namespaces.Delete(ctx, ns); err != nil {
+		return err
+	}
+	return c.purgeRecords(ctx, ns)
+}
+
+// purgeRecords removes what the release store kept of a namespace that is
+// gone or was created afresh (its records must not be taken for the new
+// namespace's release).
+func (c *Cluster) purgeRecords(ctx context.Context, ns string) error {
+	if c.Releases == nil || c.Releases.Store == nil {
+		return nil
+	}
+	n, err := c.Releases.Store.Purge(ctx, ns)
+	if err == nil && n > 0 && c.Log != nil {
+		c.Log.Info("removed the release records of a namespace that is gone", "namespace", ns, "records", n)
+	}
+	return err
 }
 
 // renderFailure tells a Helm error about the chart's templates or the

@@ -16,6 +16,7 @@ import (
 	ri "helm.sh/helm/v4/pkg/release"
 	rcommon "helm.sh/helm/v4/pkg/release/common"
 	release "helm.sh/helm/v4/pkg/release/v1"
+	"helm.sh/helm/v4/pkg/storage"
 	"helm.sh/helm/v4/pkg/storage/driver"
 	"k8s.io/client-go/rest"
 
@@ -67,10 +68,13 @@ type InstallRequest struct {
 // SDK. Every operation builds its own action.Configuration and loads its own
 // chart, so one Releases is safe for concurrent use; only RESTConfig is
 // shared. (A shared discovery cache would buy nothing: Helm invalidates it
-// at the start of every install and upgrade.) Release records are Secrets
-// in the release's namespace (storage driver "secret").
+// at the start of every install and upgrade.) Release records are kept by
+// Store (previewd's PostgreSQL); without one, as Secrets in the release's
+// namespace (Helm's storage driver "secret").
 type Releases struct {
 	RESTConfig *rest.Config
+	// Store keeps the release records (nil: Secrets in the namespace).
+	Store ReleaseStore
 	// MaxHistory is the number of revisions kept per release; zero means 5.
 	MaxHistory int
 	// Log receives previewd's Info lines and Helm's own logging; nil
@@ -115,8 +119,15 @@ func (r *Releases) config(ctx context.Context, namespace string) (*action.Config
 		rc.Wrap(r.wrap)
 	}
 	cfg := action.NewConfiguration(action.ConfigurationSetLogger(r.log().With("component", "helm").Handler()))
-	if err := cfg.Init(newRESTGetter(rc, namespace), namespace, storageDriver); err != nil {
+	drv := storageDriver
+	if r.Store != nil {
+		drv = "memory" // replaced below; initialising it makes no request
+	}
+	if err := cfg.Init(newRESTGetter(rc, namespace), namespace, drv); err != nil {
 		return nil, fmt.Errorf("initialising helm: %w", err)
+	}
+	if r.Store != nil {
+		cfg.Releases = storage.Init(r.Store.Driver(ctx, namespace))
 	}
 	if kc, ok := cfg.KubeClient.(*helmkube.Client); ok {
 		kc.Namespace = namespace

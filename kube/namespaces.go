@@ -120,11 +120,17 @@ func NamespaceOf(ns *corev1.Namespace) model.Namespace {
 // and pull request (ErrTerminating if it is being deleted); otherwise the
 // error wraps model.ErrNotOwned and names the label or annotation that differs.
 func (n *Namespaces) Ensure(ctx context.Context, name, repo string, number int) error {
+	_, err := n.EnsureCreated(ctx, name, repo, number)
+	return err
+}
+
+// EnsureCreated is Ensure, and says whether it created the namespace.
+func (n *Namespaces) EnsureCreated(ctx context.Context, name, repo string, number int) (created bool, err error) {
 	if err := n.check(); err != nil {
-		return err
+		return false, err
 	}
 	if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
-		return fmt.Errorf("namespace name %q: %s", name, strings.Join(errs, "; "))
+		return false, fmt.Errorf("namespace name %q: %s", name, strings.Join(errs, "; "))
 	}
 	want := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 		Name: name,
@@ -139,36 +145,36 @@ func (n *Namespaces) Ensure(ctx context.Context, name, repo string, number int) 
 	// Create, or inspect what is there; the namespace may vanish between
 	// the two calls (a finished deletion), hence the small loop.
 	for range 3 {
-		created, err := n.Client.CoreV1().Namespaces().Create(ctx, want, metav1.CreateOptions{})
+		ns, err := n.Client.CoreV1().Namespaces().Create(ctx, want, metav1.CreateOptions{})
 		if err == nil {
-			n.log().Info("created namespace", "namespace", name, "repo", repo, "pr", number, "uid", created.UID)
-			return nil
+			n.log().Info("created namespace", "namespace", name, "repo", repo, "pr", number, "uid", ns.UID)
+			return true, nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating namespace %s: %w", name, err)
+			return false, fmt.Errorf("creating namespace %s: %w", name, err)
 		}
 		live, err := n.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("reading namespace %s: %w", name, err)
+			return false, fmt.Errorf("reading namespace %s: %w", name, err)
 		}
 		if p := ownershipProblem(live, n.Instance); p != "" {
-			return notOwnedError(name, n.Instance, p)
+			return false, notOwnedError(name, n.Instance, p)
 		}
 		if got := live.Annotations[AnnotationRepository]; !strings.EqualFold(got, repo) {
-			return notOwnedError(name, n.Instance, fmt.Sprintf("annotation %s is %q, not %q", AnnotationRepository, got, repo))
+			return false, notOwnedError(name, n.Instance, fmt.Sprintf("annotation %s is %q, not %q", AnnotationRepository, got, repo))
 		}
 		if got := live.Labels[LabelPR]; got != strconv.Itoa(number) {
-			return notOwnedError(name, n.Instance, fmt.Sprintf("label %s is %q, not %q", LabelPR, got, strconv.Itoa(number)))
+			return false, notOwnedError(name, n.Instance, fmt.Sprintf("label %s is %q, not %q", LabelPR, got, strconv.Itoa(number)))
 		}
 		if live.DeletionTimestamp != nil {
-			return fmt.Errorf("namespace %s (deletion requested %s): %w", name, live.DeletionTimestamp.UTC().Format(time.RFC3339), ErrTerminating)
+			return false, fmt.Errorf("namespace %s (deletion requested %s): %w", name, live.DeletionTimestamp.UTC().Format(time.RFC3339), ErrTerminating)
 		}
-		return nil
+		return false, nil
 	}
-	return fmt.Errorf("creating namespace %s: it keeps being deleted and re-created concurrently", name)
+	return false, fmt.Errorf("creating namespace %s: it keeps being deleted and re-created concurrently", name)
 }
 
 // Rename moves namespace name, owned by this instance for pull request

@@ -73,6 +73,9 @@ type NotReadyError struct {
 	// instance for a crash loop), at most 4,000 characters, or
 	// "logs unavailable: <why>". Empty when no container was involved.
 	Logs string
+	// LastAPIError is, for Timeout, the error of the last look when it
+	// failed (the API server could not be asked at the deadline).
+	LastAPIError error
 }
 
 func (e *NotReadyError) Error() string {
@@ -190,7 +193,7 @@ func WaitReady(ctx context.Context, client kubernetes.Interface, namespace, sele
 	if lastErr != nil {
 		msg += fmt.Sprintf(" (last API error: %v)", lastErr)
 	}
-	last.Message = cfg.redact(msg)
+	last.Message, last.LastAPIError = cfg.redact(msg), lastErr
 	return last
 }
 

@@ -21,7 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/previewd/previewd/internal/harness/e2e"
-	"github.com/previewd/previewd/kube"
 	"github.com/previewd/previewd/reconcile/model"
 	"github.com/previewd/previewd/state"
 )
@@ -66,6 +65,7 @@ func snapshot(t *testing.T, e *e2e.Env) string {
 	for _, q := range []string{
 		`SELECT p::text FROM previews p ORDER BY id`,
 		`SELECT a::text FROM deploy_attempts a ORDER BY id`,
+		`SELECT namespace || ' ' || key || ' ' || seq::text || ' ' || md5(body) FROM helm_releases ORDER BY namespace, key`,
 		`SELECT key || ' ' || md5(value) || ' ' || updated_at::text FROM http_cache ORDER BY key`,
 		`SELECT version::text FROM schema_migrations ORDER BY version`,
 	} {
@@ -195,13 +195,13 @@ func TestKillMidDeploy(t *testing.T) {
 		time.Sleep(delay)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
-		rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName)
+		rel, _ := e.Release(n)
 		t.Logf("killed after %s: release exists=%v status=%q rev=%d; last log line: %s", delay, rel.Exists, rel.Status, rel.Revision, lastLine(logs.String()))
 	}
 	// A pending release is only taken over once it is older than a Helm
 	// operation may last (helm_timeout 10s + 15 s: another process may
 	// still be at work on it).
-	if rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName); rel.Locked() {
+	if rel, _ := e.Release(n); rel.Locked() {
 		wait := time.Until(rel.Updated.Add(26 * time.Second))
 		t.Logf("release left %s by the kill; waiting %s for it to be stale", rel.Status, wait.Round(time.Second))
 		time.Sleep(wait)
@@ -210,7 +210,7 @@ func TestKillMidDeploy(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("run --once after kills failed: %v\n%s", err, logs.String())
 	}
-	rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(ctx, e.NS(n), kube.ReleaseName)
+	rel, err := e.Release(n)
 	if err != nil || !rel.Exists || rel.Status != "deployed" {
 		t.Fatalf("release after recovery: %+v %v", rel, err)
 	}
@@ -319,7 +319,7 @@ func TestDaemonEndpointsAndSIGTERM(t *testing.T) {
 		t.Fatal("daemon did not stop within 60 s of SIGTERM")
 	}
 	t.Logf("stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
-	rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName)
+	rel, err := e.Release(n)
 	if err != nil || rel.Locked() {
 		t.Fatalf("release after SIGTERM: %+v %v", rel, err)
 	}

@@ -14,14 +14,13 @@ import (
 	"github.com/previewd/previewd/github/githubfake"
 	"github.com/previewd/previewd/internal/harness/e2e"
 	"github.com/previewd/previewd/internal/harness/ociregistry"
-	"github.com/previewd/previewd/kube"
 	"github.com/previewd/previewd/reconcile"
 	"github.com/previewd/previewd/reconcile/model"
 )
 
 func release(t *testing.T, e *e2e.Env, n int) model.Release {
 	t.Helper()
-	rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName)
+	rel, err := e.Release(n)
 	if err != nil || !rel.Exists {
 		t.Fatalf("release in %s: %v (exists %v)", e.NS(n), err, rel.Exists)
 	}

@@ -2,39 +2,36 @@ package wire_test
 
 import (
 	"context"
-	"net/http"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
 
+	"helm.sh/helm/v4/pkg/storage/driver"
 	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/client-go/rest"
 
 	"github.com/previewd/previewd/internal/harness/e2e"
 	"github.com/previewd/previewd/internal/harness/testbed"
 	"github.com/previewd/previewd/kube"
+	"github.com/previewd/previewd/state"
 )
 
-// secretReads counts the requests to each namespace's Secrets (where Helm
-// keeps its release records).
-type secretReads struct {
+// recordReads counts the reads of each namespace's Helm release records
+// (one storage driver per read).
+type recordReads struct {
+	kube.ReleaseStore
 	mu sync.Mutex
 	n  map[string]int
 }
 
-func (s *secretReads) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		if parts := strings.Split(r.URL.Path, "/"); len(parts) > 5 && parts[3] == "namespaces" && parts[5] == "secrets" {
-			s.mu.Lock()
-			s.n[parts[4]]++
-			s.mu.Unlock()
-		}
-		return rt.RoundTrip(r)
-	})
+func (s *recordReads) Driver(ctx context.Context, ns string) driver.Driver {
+	s.mu.Lock()
+	s.n[ns]++
+	s.mu.Unlock()
+	return s.ReleaseStore.Driver(ctx, ns)
 }
 
-func (s *secretReads) take() map[string]int {
+func (s *recordReads) take() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.n
@@ -42,9 +39,17 @@ func (s *secretReads) take() map[string]int {
 	return out
 }
 
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+// releaseStore opens the test's PostgreSQL, where the daemon keeps its
+// release records.
+func releaseStore(t *testing.T, e *e2e.Env) kube.ReleaseStore {
+	t.Helper()
+	st, err := state.Open(context.Background(), e.DBURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st.HelmReleases()
+}
 
 // TestObserveReadsChangedReleasesOnly: a cycle reads (and decodes) a
 // preview's Helm release only when its records changed since the last
@@ -57,12 +62,11 @@ func TestObserveReadsChangedReleasesOnly(t *testing.T) {
 	e.MustRunOnce(d)
 	ctx := context.Background()
 
-	reads := &secretReads{n: map[string]int{}}
-	counted := rest.CopyConfig(e.Kube.RESTConfig)
-	counted.Wrap(reads.wrap)
+	store := releaseStore(t, e)
+	reads := &recordReads{ReleaseStore: store, n: map[string]int{}}
 	cl := &kube.Cluster{Client: e.Kube.Client, Namespaces: &kube.Namespaces{Client: e.Kube.Client, Instance: d.Config.Instance},
-		Releases: &kube.Releases{RESTConfig: counted}, Records: &kube.RecordIndex{RESTConfig: e.Kube.RESTConfig}}
-	full := &kube.Cluster{Client: e.Kube.Client, Namespaces: cl.Namespaces, Releases: &kube.Releases{RESTConfig: e.Kube.RESTConfig}}
+		Releases: &kube.Releases{RESTConfig: e.Kube.RESTConfig, Store: reads}, Records: store}
+	full := &kube.Cluster{Client: e.Kube.Client, Namespaces: cl.Namespaces, Releases: &kube.Releases{RESTConfig: e.Kube.RESTConfig, Store: store}}
 
 	first, err := cl.Observe(ctx, nil)
 	if err != nil {
@@ -102,7 +106,7 @@ func TestObserveReadsChangedReleasesOnly(t *testing.T) {
 	}
 	r := reads.take()
 	if r[e.NS(n1)] == 0 || r[e.NS(n2)] != 0 {
-		t.Errorf("after upgrading %s only: secret reads %v", e.NS(n1), r)
+		t.Errorf("after upgrading %s only: record reads %v", e.NS(n1), r)
 	}
 	if got := third.Releases[e.NS(n1)]; got.SHA != sha || got.Status != "deployed" {
 		t.Errorf("after the push: %s release %+v, want SHA %s deployed", e.NS(n1), got, sha[:7])
@@ -148,8 +152,9 @@ func TestObserveNamespaceCreatedAfterTheList(t *testing.T) {
 	foreign := testbed.Namespace(t, e.Kube)
 
 	// The list ran before the namespace existed: an empty one.
+	store := releaseStore(t, e)
 	cl := &kube.Cluster{Client: e.Kube.Client, Namespaces: &kube.Namespaces{Client: fake.NewClientset(), Instance: d.Config.Instance},
-		Releases: &kube.Releases{RESTConfig: e.Kube.RESTConfig}, Records: &kube.RecordIndex{RESTConfig: e.Kube.RESTConfig}}
+		Releases: &kube.Releases{RESTConfig: e.Kube.RESTConfig, Store: store}, Records: store}
 	obs, err := cl.Observe(context.Background(), []string{e.NS(n), foreign})
 	if err != nil {
 		t.Fatal(err)

@@ -164,15 +164,13 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	cl := &kube.Cluster{
 		Client:     kc,
 		Namespaces: &kube.Namespaces{Client: kc, Instance: cfg.Instance, Log: log},
-		Releases:   &kube.Releases{RESTConfig: restCfg, Log: log},
+		Releases:   &kube.Releases{RESTConfig: restCfg, Store: st.HelmReleases(), Log: log},
 		Charts:     &kube.Charts{Repos: gh, Registry: registryAccess(cfg), Log: log},
 		Redact:     scrub,
 		Log:        log,
 	}
-	if !o.ReadOnly {
-		// plan observes once: an index would only add a cluster-wide list.
-		cl.Records = &kube.RecordIndex{RESTConfig: restCfg}
-	}
+	// Release records are in PostgreSQL: one query says which changed.
+	cl.Records = st.HelmReleases()
 	settings := Settings(cfg)
 	if o.Backoff != nil {
 		settings.Backoff = o.Backoff

@@ -356,7 +356,7 @@ func TestConfigurationChangeUpgrades(t *testing.T) {
 		t.Fatalf("plan after the change: %v %+v", err, res.Actions)
 	}
 	e.MustRunOnce(d2)
-	rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName)
+	rel, err := e.Release(n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +468,7 @@ func TestRestartChangesNothing(t *testing.T) {
 	e.MustRunOnce(d)
 	revs := map[int]int{}
 	for _, n := range []int{n1, n2} {
-		rel, err := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName)
+		rel, err := e.Release(n)
 		if err != nil || !rel.Exists {
 			t.Fatalf("release in %s: %v", e.NS(n), err)
 		}
@@ -490,7 +490,7 @@ func TestRestartChangesNothing(t *testing.T) {
 		t.Errorf("restart with nothing changed sent %d mutations", after.Mutations-before.Mutations)
 	}
 	for _, n := range []int{n1, n2} {
-		rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName)
+		rel, _ := e.Release(n)
 		if rel.Revision != revs[n] {
 			t.Errorf("release in %s went from revision %d to %d", e.NS(n), revs[n], rel.Revision)
 		}

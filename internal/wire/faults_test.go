@@ -17,7 +17,6 @@ import (
 	"github.com/previewd/previewd/internal/harness/cutproxy"
 	"github.com/previewd/previewd/internal/harness/e2e"
 	"github.com/previewd/previewd/internal/wire"
-	"github.com/previewd/previewd/kube"
 	"github.com/previewd/previewd/reconcile/model"
 )
 
@@ -273,7 +272,7 @@ func TestAPIServerStoppedMidDeploy(t *testing.T) {
 		time.Sleep(delay)
 		proxy.Cut()
 		err := <-done
-		rel, _ := (&kube.Releases{RESTConfig: e.Kube.RESTConfig}).Get(context.Background(), e.NS(n), kube.ReleaseName)
+		rel, _ := e.Release(n)
 		t.Logf("cut after %s: cycle error %v; release status %q rev %d", delay, err, rel.Status, rel.Revision)
 		if err != nil && strings.Contains(err.Error(), "upgrading release") {
 			midOperation++

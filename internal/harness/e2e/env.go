@@ -29,6 +29,7 @@ import (
 	"github.com/previewd/previewd/internal/wire"
 	"github.com/previewd/previewd/kube"
 	"github.com/previewd/previewd/reconcile/model"
+	"github.com/previewd/previewd/state"
 )
 
 // BotLogin is the login of previewd's token in the fake.
@@ -259,6 +260,18 @@ func (e *Env) Open(title, branch, sha string) int {
 }
 
 func (e *Env) NS(n int) string { return kube.NamespaceName(e.Repo, n) }
+
+// Release reads PR n's Helm release; its records are in the test's
+// PostgreSQL (state.HelmReleases), as the daemon keeps them.
+func (e *Env) Release(n int) (model.Release, error) {
+	ctx := context.Background()
+	st, err := state.Open(ctx, e.DBURL)
+	if err != nil {
+		return model.Release{}, err
+	}
+	defer st.Close()
+	return (&kube.Releases{RESTConfig: e.Kube.RESTConfig, Store: st.HelmReleases()}).Get(ctx, e.NS(n), kube.ReleaseName)
+}
 
 func (e *Env) BotComments(n int) []githubfake.Comment {
 	var out []githubfake.Comment

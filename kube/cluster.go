@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -179,6 +181,25 @@ func (c *Cluster) EnsureNamespace(ctx context.Context, ns, repo string, number i
 	return err
 }
 
+// Subject is who the API server says previewd is (SelfSubjectReview), as
+// the subject of the RoleBinding of its preview role.
+func Subject(ctx context.Context, client kubernetes.Interface) (rbacv1.Subject, error) {
+	review, err := client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return rbacv1.Subject{}, fmt.Errorf("asking the API server who previewd is: %w", err)
+	}
+	user := review.Status.UserInfo.Username
+	if rest, ok := strings.CutPrefix(user, "system:serviceaccount:"); ok {
+		if ns, name, ok := strings.Cut(rest, ":"); ok {
+			return rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}, nil
+		}
+	}
+	if user == "" {
+		return rbacv1.Subject{}, errors.New("the API server did not say who previewd is")
+	}
+	return rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}, nil
+}
+
 // RenameNamespace moves an owned namespace to the repository's new name
 // (Namespaces.Rename).
 func (c *Cluster) RenameNamespace(ctx context.Context, ns, from, to string, number int) error {
@@ -264,6 +285,9 @@ func (c *Cluster) redact(s string) string {
 
 // Unlock removes a release an interrupted operation left pending.
 func (c *Cluster) Unlock(ctx context.Context, ns string) error {
+	if err := c.Namespaces.EnsureAccess(ctx, ns); err != nil {
+		return err
+	}
 	return c.Releases.Unlock(ctx, ns, ReleaseName)
 }
 
@@ -281,6 +305,10 @@ func (c *Cluster) Delete(ctx context.Context, ns string) error {
 		return notOwnedError(ns, c.Namespaces.Instance, ownershipProblem(live, c.Namespaces.Instance))
 	}
 	if live.DeletionTimestamp == nil {
+		// A namespace created before previewd bound its role there.
+		if err := c.Namespaces.EnsureAccess(ctx, ns); err != nil {
+			return err
+		}
 		// Uninstall (cluster-scoped objects go with it) is a Helm
 		// operation: never cut half-way.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)

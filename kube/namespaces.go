@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/previewd/previewd/reconcile/model"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -33,6 +35,12 @@ type Namespaces struct {
 	// Instance is the value of LabelInstance that marks this previewd's
 	// namespaces (a valid, non-empty label value).
 	Instance string
+	// PreviewRole, if set, is the ClusterRole that Ensure binds to Subject
+	// in every namespace it creates or confirms (RoleBinding
+	// RoleBindingName): previewd's rights inside its preview namespaces,
+	// granted nowhere else.
+	PreviewRole string
+	Subject     rbacv1.Subject
 	// Log receives one Info line per change; nil discards.
 	Log *slog.Logger
 	// DeleteTimeout bounds how long Delete waits for the namespace to go
@@ -148,7 +156,7 @@ func (n *Namespaces) EnsureCreated(ctx context.Context, name, repo string, numbe
 		ns, err := n.Client.CoreV1().Namespaces().Create(ctx, want, metav1.CreateOptions{})
 		if err == nil {
 			n.log().Info("created namespace", "namespace", name, "repo", repo, "pr", number, "uid", ns.UID)
-			return true, nil
+			return true, n.EnsureAccess(ctx, name)
 		}
 		if !apierrors.IsAlreadyExists(err) {
 			return false, fmt.Errorf("creating namespace %s: %w", name, err)
@@ -172,9 +180,58 @@ func (n *Namespaces) EnsureCreated(ctx context.Context, name, repo string, numbe
 		if live.DeletionTimestamp != nil {
 			return false, fmt.Errorf("namespace %s (deletion requested %s): %w", name, live.DeletionTimestamp.UTC().Format(time.RFC3339), ErrTerminating)
 		}
-		return false, nil
+		return false, n.EnsureAccess(ctx, name)
 	}
 	return false, fmt.Errorf("creating namespace %s: it keeps being deleted and re-created concurrently", name)
+}
+
+// RoleBindingName is the RoleBinding that binds PreviewRole in a preview
+// namespace.
+const RoleBindingName = "previewd"
+
+// accessWait bounds the wait for a new RoleBinding to take effect (the
+// API server's authorizer reads RBAC from an informer cache).
+const accessWait = 15 * time.Second
+
+// EnsureAccess binds PreviewRole to Subject in namespace name (an owned
+// namespace) and, when the binding is new, waits until the API server
+// grants it. Without PreviewRole it does nothing.
+func (n *Namespaces) EnsureAccess(ctx context.Context, name string) error {
+	if n.PreviewRole == "" {
+		return nil
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: RoleBindingName, Namespace: name,
+			Labels: map[string]string{LabelManagedBy: ManagedBy, LabelInstance: n.Instance}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: n.PreviewRole},
+		Subjects: []rbacv1.Subject{n.Subject},
+	}
+	_, err := n.Client.RbacV1().RoleBindings(name).Create(ctx, rb, metav1.CreateOptions{})
+	switch {
+	case apierrors.IsAlreadyExists(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("binding %s in namespace %s: %w", n.PreviewRole, name, err)
+	}
+	n.log().Info("bound previewd's preview role in its namespace", "namespace", name, "role", n.PreviewRole)
+	// Wait until the binding is in effect: a request that the
+	// authorizer has not caught up with would be refused.
+	review := &authzv1.SelfSubjectAccessReview{Spec: authzv1.SelfSubjectAccessReviewSpec{
+		ResourceAttributes: &authzv1.ResourceAttributes{Namespace: name, Verb: "list", Resource: "pods"}}}
+	deadline := time.Now().Add(accessWait)
+	for {
+		got, err := n.Client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err == nil && got.Status.Allowed {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("role %s bound in namespace %s, but the API server does not grant it after %s (does the role allow listing pods?): %v",
+				n.PreviewRole, name, accessWait, err)
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // Rename moves namespace name, owned by this instance for pull request

@@ -104,6 +104,10 @@ type App struct {
 // Kubernetes selects the cluster.
 type Kubernetes struct {
 	Kubeconfig string `yaml:"kubeconfig"`
+	// PreviewRole is the ClusterRole previewd binds to itself in every
+	// preview namespace it owns (RoleBinding "previewd"): its rights
+	// there. Empty: no binding; previewd's own identity must hold them.
+	PreviewRole string `yaml:"preview_role"`
 }
 
 // Repository is one GitHub repository whose PRs get previews.

@@ -163,11 +163,16 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 
 	cl := &kube.Cluster{
 		Client:     kc,
-		Namespaces: &kube.Namespaces{Client: kc, Instance: cfg.Instance, Log: log},
+		Namespaces: &kube.Namespaces{Client: kc, Instance: cfg.Instance, Log: log, PreviewRole: cfg.Kubernetes.PreviewRole},
 		Releases:   &kube.Releases{RESTConfig: restCfg, Store: st.HelmReleases(), Log: log},
 		Charts:     &kube.Charts{Repos: gh, Registry: registryAccess(cfg), Log: log},
 		Redact:     scrub,
 		Log:        log,
+	}
+	if cl.Namespaces.PreviewRole != "" {
+		if cl.Namespaces.Subject, err = kube.Subject(ctx, kc); err != nil {
+			return nil, fmt.Errorf("kubernetes.preview_role: %w", err)
+		}
 	}
 	// Release records are in PostgreSQL: one query says which changed.
 	cl.Records = st.HelmReleases()

@@ -58,6 +58,9 @@ github:
 {{- end }}
 kubernetes:
   kubeconfig: ""
+{{- if .Values.rbac.create }}
+  preview_role: {{ include "previewd.previewRole" . | quote }}
+{{- end }}
 deploy_timeout: {{ $c.deployTimeout | quote }}
 max_parallel_deploys: {{ $c.maxParallelDeploys | int }}
 max_attempts: {{ $c.maxAttempts | int }}
@@ -69,20 +72,47 @@ repositories: []
 {{- end }}
 {{- end -}}
 
+{{/* The ClusterRole previewd binds in each preview namespace it owns. */}}
+{{- define "previewd.previewRole" -}}
+{{ include "previewd.fullname" . }}-preview
+{{- end -}}
+
 {{/*
-The ClusterRole's rules. Every rule (and, with PREVIEWD_TEST_RBAC_VERBS=1,
-every verb) is proven necessary by internal/chartcheck TestLeastPrivilege;
-docs/rbac.md says what fails without it.
+previewd's own rules, cluster-wide: only what cannot be granted per
+namespace. Its writes are confined to the namespaces it owns by the
+ValidatingAdmissionPolicy (policy.yaml). Every rule (and, with
+PREVIEWD_TEST_RBAC_VERBS=1, every verb) is proven necessary by
+internal/harness/chartcheck TestLeastPrivilege; docs/rbac.md says what fails
+without it.
 */}}
 {{- define "previewd.rules" -}}
-# Per-PR namespaces: list the owned ones, check/create, delete on close.
+# Per-PR namespaces: list the owned ones, check/create, move to a renamed
+# repository (update), delete on close. The policy allows create only with
+# the ownership labels, update/delete only of a namespace that has them.
 - apiGroups: [""]
   resources: [namespaces]
-  verbs: [get, list, create, delete]
-# Helm release records (storage driver "secret") in the PR namespace.
-- apiGroups: [""]
-  resources: [secrets]
   verbs: [get, list, create, update, delete]
+# One RoleBinding per preview namespace, to the preview role below (the
+# policy allows it only in an owned namespace, to that role, for previewd).
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [rolebindings]
+  verbs: [create]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [clusterroles]
+  verbs: [bind]
+  resourceNames: [{{ include "previewd.previewRole" . }}]
+# Each cycle: one list across namespaces tells which previews' Deployments
+# are Ready (no Secret, no pod, no log is read outside owned namespaces).
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [list]
+{{- end -}}
+
+{{/*
+What previewd may do inside a preview namespace it owns: bound there by
+previewd itself (a RoleBinding created with the namespace), nowhere else.
+*/}}
+{{- define "previewd.previewRules" -}}
 # charts/preview-app: Deployment. Helm 4 server-side apply: get (conflict
 # check), create + patch (apply), delete (uninstall); list: readiness wait.
 - apiGroups: [apps]

@@ -86,7 +86,7 @@ func render(t *testing.T, vals map[string]any, o chartcheck.RenderOptions) []*un
 func TestRenderDefault(t *testing.T) {
 	objs := render(t, nil, chartcheck.RenderOptions{APIVersions: []string{monitoringV1}})
 	got := strings.Join(kinds(objs), ",")
-	want := "ServiceAccount,ConfigMap,ClusterRole,ClusterRoleBinding,Service,Deployment"
+	want := "ServiceAccount,ConfigMap,ClusterRole,ClusterRole,ClusterRoleBinding,Service,Deployment,ValidatingAdmissionPolicy,ValidatingAdmissionPolicyBinding"
 	if got != want {
 		t.Fatalf("kinds = %s, want %s", got, want)
 	}
@@ -127,10 +127,21 @@ func TestRenderFull(t *testing.T) {
 	if cfg.Instance != "staging" || cfg.MaxAttempts != 4 || cfg.DeployTimeout != 5*time.Minute {
 		t.Errorf("config = %+v", cfg)
 	}
-	cr := chartcheck.Find(objs, "ClusterRole")
-	rules, _, _ := unstructured.NestedSlice(cr.Object, "rules")
+	var preview *unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == "ClusterRole" && strings.HasSuffix(o.GetName(), "-preview") {
+			preview = o
+		}
+	}
+	if preview == nil {
+		t.Fatal("no preview role")
+	}
+	rules, _, _ := unstructured.NestedSlice(preview.Object, "rules")
 	if last := fmt.Sprint(rules[len(rules)-1]); !strings.Contains(last, "configmaps") {
-		t.Errorf("extraRules not appended: %s", last)
+		t.Errorf("extraRules not appended to the preview role: %s", last)
+	}
+	if cfg.Kubernetes.PreviewRole != preview.GetName() {
+		t.Errorf("kubernetes.preview_role = %q, want the preview role %q", cfg.Kubernetes.PreviewRole, preview.GetName())
 	}
 }
 

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	admv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -30,49 +34,96 @@ import (
 	"github.com/previewd/previewd/reconcile/model"
 )
 
-// TestLeastPrivilege runs previewd's own code under the chart's ClusterRole,
-// bound to a ServiceAccount whose bearer token is the only credential: a
-// full lifecycle (opened → Ready, push → upgraded, closed → namespace gone)
-// and a failing preview (the CrashLoopBackOff reason found, no "forbidden"
-// in what reaches the PR) must succeed. Then each rule alone is removed and
-// the same scenarios must fail.
+// roleUnderTest is one of the chart's ClusterRoles: previewd's own (bound
+// cluster-wide) or its preview role (bound by previewd in each namespace it
+// owns; probed in probeNS, where the test binds it).
+type roleUnderTest struct {
+	name    string
+	rules   []rbacv1.PolicyRule
+	probeNS string
+}
+
+// TestLeastPrivilege runs previewd's own code under the chart's RBAC and
+// admission policy, with a ServiceAccount's bearer token as the only
+// credential: a full lifecycle (opened → Ready, push → upgraded, closed →
+// namespace gone) and a failing preview (the CrashLoopBackOff reason found,
+// no "forbidden" in what reaches the PR) must succeed; the token must be
+// refused everything outside the namespaces previewd owns (confined). Then
+// each rule of each role alone is removed and the same scenarios must fail.
 func TestLeastPrivilege(t *testing.T) {
 	c := testbed.Kube(t)
 	ctx := context.Background()
 	ns := testbed.Namespace(t, c)
-	objs := render(t, nil, chartcheck.RenderOptions{Release: "previewd", Namespace: ns})
-	var role rbacv1.ClusterRole
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(chartcheck.Find(objs, "ClusterRole").Object, &role); err != nil {
-		t.Fatal(err)
-	}
-	rules := role.Rules
-	if len(rules) == 0 {
-		t.Fatal("the chart's ClusterRole has no rules")
-	}
-
-	// Identity: ServiceAccount + ClusterRole + binding, names unique per run
-	// (cluster-scoped objects on a possibly shared control plane).
-	name := "previewd-lp-" + e2e.SHA(fmt.Sprint(time.Now().UnixNano()))[:6]
-	sa, err := c.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "previewd"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	roles := c.Client.RbacV1().ClusterRoles()
-	if _, err := roles.Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = roles.Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa.Name, Namespace: ns}},
-	}
-	if _, err := c.Client.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	// Names unique per run (cluster-scoped objects on a possibly shared
+	// control plane): the release name makes the chart's names.
+	id := e2e.SHA(fmt.Sprint(time.Now().UnixNano()))[:6]
+	release := "previewd-lp-" + id
+	lpInstance = "lp-" + id
+	objs := render(t, map[string]any{"config": map[string]any{"instance": lpInstance}}, chartcheck.RenderOptions{Release: release, Namespace: ns})
 	t.Cleanup(func() {
-		_ = c.Client.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+		// The scenarios' namespaces (the failing preview's is left).
+		nss, _ := c.Client.CoreV1().Namespaces().List(context.Background(), metav1.ListOptions{LabelSelector: "previewd.dev/instance=" + lpInstance})
+		for _, n := range nss.Items {
+			_ = c.Client.CoreV1().Namespaces().Delete(context.Background(), n.Name, metav1.DeleteOptions{})
+		}
 	})
+	var own, preview roleUnderTest
+	var sa corev1.ServiceAccount
+	for _, o := range objs {
+		var err error
+		switch o.GetKind() {
+		case "ServiceAccount":
+			err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &sa)
+			if err == nil {
+				_, err = c.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa.Name}}, metav1.CreateOptions{})
+			}
+		case "ClusterRole":
+			var r rbacv1.ClusterRole
+			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err != nil {
+				break
+			}
+			if strings.HasSuffix(r.Name, "-preview") {
+				preview = roleUnderTest{name: r.Name, rules: r.Rules}
+			} else {
+				own = roleUnderTest{name: r.Name, rules: r.Rules, probeNS: "pr-probe"}
+			}
+			err = createCleanup(t, c.Client.RbacV1().ClusterRoles(), &r)
+		case "ClusterRoleBinding":
+			var b rbacv1.ClusterRoleBinding
+			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b); err == nil {
+				err = createCleanup(t, c.Client.RbacV1().ClusterRoleBindings(), &b)
+			}
+		case "ValidatingAdmissionPolicy":
+			var p admv1.ValidatingAdmissionPolicy
+			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &p); err == nil {
+				err = createCleanup(t, c.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies(), &p)
+			}
+		case "ValidatingAdmissionPolicyBinding":
+			var b admv1.ValidatingAdmissionPolicyBinding
+			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b); err == nil {
+				err = createCleanup(t, c.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings(), &b)
+			}
+		}
+		if err != nil {
+			t.Fatalf("%s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	if len(own.rules) == 0 || len(preview.rules) == 0 || sa.Name == "" {
+		t.Fatalf("the chart must render previewd's ClusterRole, its preview role and a ServiceAccount: own %d rules, preview %d rules, SA %q",
+			len(own.rules), len(preview.rules), sa.Name)
+	}
+	lpRole = preview.name
+	user := "system:serviceaccount:" + ns + ":" + sa.Name
+	// The preview role's rules are probed in a namespace where the test
+	// binds it (as previewd does in each of its own).
+	preview.probeNS = testbed.Namespace(t, c)
+	if _, err := c.Client.RbacV1().RoleBindings(preview.probeNS).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: preview.name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa.Name, Namespace: ns}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 
 	exp := int64(3600)
 	tr, err := c.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa.Name, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
@@ -80,7 +131,6 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	kubeconfig := writeTokenKubeconfig(t, c.RESTConfig, tr.Status.Token)
-	user := "system:serviceaccount:" + ns + ":" + sa.Name
 
 	// The identity is what we think: a bearer token, no client certificate,
 	// and not an administrator.
@@ -102,68 +152,200 @@ func TestLeastPrivilege(t *testing.T) {
 	if _, err := saClient.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Fatalf("listing ClusterRoles as %s: %v, want forbidden", user, err)
 	}
+	waitPolicy(t, saClient)
 
 	t.Run("all-rules", func(t *testing.T) {
 		if err := scenarios(t, kubeconfig); err != nil {
-			t.Fatalf("previewd fails with the chart's ClusterRole: %v", err)
+			t.Fatalf("previewd fails with the chart's RBAC and policy: %v", err)
 		}
 	})
+	t.Run("confined", func(t *testing.T) { confined(t, c, saClient, sa.Name, ns, preview.name) })
 	if t.Failed() {
 		return
 	}
-	for i, rule := range rules {
-		t.Run(fmt.Sprintf("without-%d-%s", i, ruleName(rule)), func(t *testing.T) {
-			less := append(append([]rbacv1.PolicyRule{}, rules[:i]...), rules[i+1:]...)
-			err := withoutAccess(t, c.Client, name, user, rules, less, rule, kubeconfig)
-			if err == nil {
-				t.Errorf("rule %d (%s) is not needed: previewd passed every scenario without it; drop it from the chart", i, ruleName(rule))
-				return
-			}
-			t.Logf("RULE %s: without it: %v", ruleName(rule), err)
-		})
+	for _, role := range []roleUnderTest{own, preview} {
+		rules := role.rules
+		for i, rule := range rules {
+			t.Run(fmt.Sprintf("without-%s-%d-%s", role.name[len(release):], i, ruleName(rule)), func(t *testing.T) {
+				less := append(append([]rbacv1.PolicyRule{}, rules[:i]...), rules[i+1:]...)
+				err := withoutAccess(t, c.Client, role, user, less, rule, kubeconfig)
+				if err == nil {
+					t.Errorf("rule %d (%s) of %s is not needed: previewd passed every scenario without it; drop it from the chart", i, ruleName(rule), role.name)
+					return
+				}
+				t.Logf("RULE %s: without it: %v", ruleName(rule), err)
+			})
+		}
 	}
 	// Verb by verb (about 5 minutes more): PREVIEWD_TEST_RBAC_VERBS=1.
 	if os.Getenv("PREVIEWD_TEST_RBAC_VERBS") == "" {
 		return
 	}
-	for i, rule := range rules {
-		if len(rule.Verbs) < 2 {
-			continue // the rule test above covered it
-		}
-		for j, verb := range rule.Verbs {
-			key := ruleName(rule) + ":" + verb
-			t.Run("without-verb-"+key, func(t *testing.T) {
-				less := append([]rbacv1.PolicyRule{}, rules...)
-				r := *rule.DeepCopy()
-				r.Verbs = append(append([]string{}, rule.Verbs[:j]...), rule.Verbs[j+1:]...)
-				less[i] = r
-				probe := rule
-				probe.Verbs = []string{verb}
-				err := withoutAccess(t, c.Client, name, user, rules, less, probe, kubeconfig)
-				if err == nil {
-					if why, ok := verbsOnly[key]; ok {
-						t.Logf("VERB %s: not exercised by the scenarios, kept: %s", key, why)
+	for _, role := range []roleUnderTest{own, preview} {
+		rules := role.rules
+		for i, rule := range rules {
+			if len(rule.Verbs) < 2 {
+				continue // the rule test above covered it
+			}
+			for j, verb := range rule.Verbs {
+				key := ruleName(rule) + ":" + verb
+				t.Run("without-verb-"+key, func(t *testing.T) {
+					less := append([]rbacv1.PolicyRule{}, rules...)
+					r := *rule.DeepCopy()
+					r.Verbs = append(append([]string{}, rule.Verbs[:j]...), rule.Verbs[j+1:]...)
+					less[i] = r
+					probe := rule
+					probe.Verbs = []string{verb}
+					err := withoutAccess(t, c.Client, role, user, less, probe, kubeconfig)
+					if err == nil {
+						if why, ok := verbsOnly[key]; ok {
+							t.Logf("VERB %s: not exercised by the scenarios, kept: %s", key, why)
+							return
+						}
+						t.Errorf("VERB %s is not needed: previewd passed every scenario without it", key)
 						return
 					}
-					t.Errorf("VERB %s is not needed: previewd passed every scenario without it", key)
-					return
-				}
-				t.Logf("VERB %s: without it: %v", key, err)
-			})
+					t.Logf("VERB %s: without it: %v", key, err)
+				})
+			}
 		}
 	}
 }
 
-// withoutAccess runs the scenarios with the ClusterRole's rules reduced to
-// less (once the API server denies probe to user), then restores rules
-// (and waits until probe is allowed again).
-func withoutAccess(t *testing.T, client kubernetes.Interface, name, user string, rules, less []rbacv1.PolicyRule, probe rbacv1.PolicyRule, kubeconfig string) error {
+// lpInstance and lpRole are the instance label the chart's policy was
+// rendered for and the preview role previewd binds: the scenarios'
+// previewd runs with them.
+var lpInstance, lpRole string
+
+// createCleanup creates a cluster-scoped object and deletes it at the end
+// of the test.
+func createCleanup[T any](t *testing.T, c interface {
+	Create(context.Context, *T, metav1.CreateOptions) (*T, error)
+	Delete(context.Context, string, metav1.DeleteOptions) error
+}, obj *T) error {
+	name := any(obj).(metav1.Object).GetName()
+	if _, err := c.Create(context.Background(), obj, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	return nil
+}
+
+// waitPolicy waits until the admission policy refuses the ServiceAccount a
+// namespace without previewd's labels (the API server loads policies
+// asynchronously); one created before that is deleted.
+func waitPolicy(t *testing.T, sa kubernetes.Interface) {
 	t.Helper()
-	setRules(t, client, name, less)
-	waitAccess(t, client, user, probe, false)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ns, err := sa.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "lp-unlabelled-"}}, metav1.CreateOptions{})
+		if err == nil {
+			_ = testbed.Kube(t).Client.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+		}
+		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the admission policy is not enforced after 30s: creating an unlabelled namespace as previewd: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// confined: previewd's token, with the chart's RBAC and policy, can read
+// no Secret and write nothing outside the namespaces it owns, cannot take
+// a namespace over by labelling it, and cannot bind itself more.
+func confined(t *testing.T, c *testbed.Cluster, sa kubernetes.Interface, saName, saNS, previewRole string) {
+	ctx := context.Background()
+	foreign := testbed.Namespace(t, c)
+	owned := map[string]string{"app.kubernetes.io/managed-by": "previewd", "previewd.dev/instance": lpInstance}
+	refused := func(what string, err error) {
+		t.Helper()
+		if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+			t.Errorf("%s as previewd: %v, want refused", what, err)
+			return
+		}
+		t.Logf("refused: %s: %s", what, oneLine(err.Error()))
+	}
+	for _, ns := range []string{"kube-system", foreign, ""} {
+		_, err := sa.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+		refused("listing Secrets in "+cmpOr(ns, "all namespaces"), err)
+	}
+	_, err := sa.CoreV1().Secrets("kube-system").Get(ctx, "any", metav1.GetOptions{})
+	refused("getting a Secret in kube-system", err)
+	for _, ns := range []string{"kube-system", foreign} {
+		_, err = sa.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
+		refused("creating a ConfigMap in "+ns, err)
+		_, err = sa.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
+		refused("creating a Deployment in "+ns, err)
+		_, err = sa.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "x"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: previewRole},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: saName, Namespace: saNS}}}, metav1.CreateOptions{})
+		refused("binding its preview role in "+ns, err)
+		err = sa.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+		refused("deleting namespace "+ns, err)
+		live, gerr := sa.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if gerr != nil {
+			t.Fatal(gerr)
+		}
+		if live.Labels == nil {
+			live.Labels = map[string]string{}
+		}
+		maps.Copy(live.Labels, owned)
+		_, err = sa.CoreV1().Namespaces().Update(ctx, live, metav1.UpdateOptions{})
+		refused("labelling namespace "+ns+" as previewd's", err)
+	}
+	_, err = sa.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "lp-unlabelled-"}}, metav1.CreateOptions{})
+	refused("creating a namespace without its labels", err)
+	_, err = sa.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "lp-x"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: previewRole},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: saName, Namespace: saNS}}}, metav1.CreateOptions{})
+	refused("binding its preview role cluster-wide", err)
+
+	// In a namespace of its own: it may bind its preview role to itself,
+	// nothing more, and may not drop the labels that make it its own.
+	mine, err := sa.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "lp-owned-", Labels: owned}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating a namespace with its labels: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = c.Client.CoreV1().Namespaces().Delete(context.Background(), mine.Name, metav1.DeleteOptions{})
+	})
+	for _, role := range []string{"cluster-admin", "admin", "edit"} {
+		_, err = sa.RbacV1().RoleBindings(mine.Name).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "x-" + role},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: saName, Namespace: saNS}}}, metav1.CreateOptions{})
+		refused("binding "+role+" in its own namespace", err)
+	}
+	_, err = sa.RbacV1().RoleBindings(mine.Name).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "x-other"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: previewRole},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "default", Namespace: "kube-system"}}}, metav1.CreateOptions{})
+	refused("binding its preview role to another ServiceAccount", err)
+	mine.Labels = map[string]string{"team": "x"}
+	_, err = sa.CoreV1().Namespaces().Update(ctx, mine, metav1.UpdateOptions{})
+	refused("dropping its labels from its own namespace", err)
+	if err := sa.CoreV1().Namespaces().Delete(ctx, mine.Name, metav1.DeleteOptions{}); err != nil {
+		t.Errorf("deleting its own namespace: %v", err)
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// withoutAccess runs the scenarios with role's rules reduced to less (once
+// the API server denies probe to user), then restores them (and waits
+// until probe is allowed again).
+func withoutAccess(t *testing.T, client kubernetes.Interface, role roleUnderTest, user string, less []rbacv1.PolicyRule, probe rbacv1.PolicyRule, kubeconfig string) error {
+	t.Helper()
+	setRules(t, client, role.name, less)
+	waitAccess(t, client, user, role.probeNS, probe, false)
 	defer func() {
-		setRules(t, client, name, rules)
-		waitAccess(t, client, user, probe, true)
+		setRules(t, client, role.name, role.rules)
+		waitAccess(t, client, user, role.probeNS, probe, true)
 	}()
 	return scenarios(t, kubeconfig)
 }
@@ -196,14 +378,18 @@ func setRules(t *testing.T, client kubernetes.Interface, name string, rules []rb
 
 // waitAccess waits until the authorizer's view of the first verb of rule
 // for user is allowed (the RBAC authorizer reads from an informer cache).
-func waitAccess(t *testing.T, client kubernetes.Interface, user string, rule rbacv1.PolicyRule, allowed bool) {
+func waitAccess(t *testing.T, client kubernetes.Interface, user, namespace string, rule rbacv1.PolicyRule, allowed bool) {
 	t.Helper()
 	res, sub, _ := strings.Cut(rule.Resources[0], "/")
+	name := ""
+	if len(rule.ResourceNames) > 0 {
+		name = rule.ResourceNames[0]
+	}
 	sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
 		User:   user,
 		Groups: []string{"system:serviceaccounts", "system:authenticated"},
 		ResourceAttributes: &authzv1.ResourceAttributes{
-			Verb: rule.Verbs[0], Group: rule.APIGroups[0], Resource: res, Subresource: sub, Namespace: "pr-probe",
+			Verb: rule.Verbs[0], Group: rule.APIGroups[0], Resource: res, Subresource: sub, Namespace: namespace, Name: name,
 		},
 	}}
 	deadline := time.Now().Add(10 * time.Second)
@@ -266,12 +452,15 @@ func newEnv(t *testing.T, image, kubeconfig string) (*e2e.Env, *wire.Daemon, err
 	for old, repl := range map[string]string{
 		fmt.Sprintf("kubeconfig: %q", e.Kube.Kubeconfig): fmt.Sprintf("kubeconfig: %q", kubeconfig),
 		"deploy_timeout: 60s":                            "deploy_timeout: 15s\nmax_attempts: 1",
+		"kubernetes:\n":                                  "kubernetes:\n  preview_role: " + lpRole + "\n",
 	} {
 		if !strings.Contains(text, old) {
 			t.Fatalf("e2e config lacks %q:\n%s", old, text)
 		}
 		text = strings.Replace(text, old, repl, 1)
 	}
+	// The instance the chart's policy was rendered for.
+	text = regexp.MustCompile(`(?m)^instance: .*$`).ReplaceAllString(text, "instance: "+lpInstance)
 	if err := os.WriteFile(e.ConfigPath, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -167,11 +167,15 @@ func (c *Cluster) workloads(ctx context.Context, owned map[string]model.Namespac
 	return out
 }
 
-// EnsureNamespace creates the preview namespace or confirms it is ours.
-func (c *Cluster) EnsureNamespace(ctx context.Context, ns, repo string, number int) error {
+// EnsureNamespace creates the preview namespace or confirms it is ours,
+// and puts the repository's fence around it.
+func (c *Cluster) EnsureNamespace(ctx context.Context, ns, repo string, number int, fence model.Fence) error {
 	created, err := c.Namespaces.EnsureCreated(ctx, ns, repo, number)
 	if err == nil && created {
 		err = c.purgeRecords(ctx, ns)
+	}
+	if err == nil {
+		err = c.Namespaces.Fence(ctx, ns, fence)
 	}
 	if errors.Is(err, ErrTerminating) || (Unreachable(err) && ctx.Err() == nil) {
 		// A PR reopened while its namespace is still being deleted: not

@@ -101,7 +101,7 @@ func TestEnsureRefusesWhatIsNotOurs(t *testing.T) {
 	// not a failed attempt (reconcile.Transient).
 	c := &Cluster{Namespaces: n}
 	var tr interface{ Transient() bool }
-	if err := c.EnsureNamespace(context.Background(), "pr-web-5", "acme/web", 5); !errors.As(err, &tr) || !tr.Transient() {
+	if err := c.EnsureNamespace(context.Background(), "pr-web-5", "acme/web", 5, model.Fence{}); !errors.As(err, &tr) || !tr.Transient() {
 		t.Errorf("EnsureNamespace on a terminating namespace = %v, want a transient error", err)
 	}
 	// Nothing was changed.

@@ -29,6 +29,10 @@ const (
 	ReasonInvalidImageName           = "InvalidImageName"
 	ReasonCreateContainerConfigError = "CreateContainerConfigError"
 	ReasonTimeout                    = "Timeout"
+	// ReasonFailedCreate: the API server refused the workload's pods
+	// (Pod Security, a ResourceQuota, a LimitRange, an admission policy);
+	// Message quotes its answer.
+	ReasonFailedCreate = "FailedCreate"
 	// ReasonFailed: kstatus computed Failed for a StatefulSet, DaemonSet
 	// or Job (a Job past its backoffLimit, ...).
 	ReasonFailed = "Failed"
@@ -216,6 +220,16 @@ func checkReady(ctx context.Context, client kubernetes.Interface, namespace, sel
 			for _, c := range d.Status.Conditions {
 				if c.Type == appsv1.DeploymentProgressing && c.Reason == ReasonProgressDeadlineExceeded {
 					fail = &NotReadyError{Reason: ReasonProgressDeadlineExceeded, Deployment: d.Name, Message: c.Message}
+				}
+			}
+			for _, c := range d.Status.Conditions {
+				// The pods were refused by the API server (the preview
+				// namespace's fence, or any admission): no container
+				// will explain it, and waiting will not change it.
+				// "status unknown for quota": the quota controller has not
+				// counted a new quota yet; the ReplicaSet retries.
+				if c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue && !strings.Contains(c.Message, "status unknown for quota") {
+					return nil, &NotReadyError{Reason: ReasonFailedCreate, Deployment: d.Name, Message: c.Message}, nil
 				}
 			}
 		}

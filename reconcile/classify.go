@@ -264,9 +264,9 @@ func Classify(f Facts, o Options) Verdict {
 		if row.Attempts == 0 {
 			return Verdict{StateExhausted, "not deployed (" + firstLine(row.LastError) + "); waiting for a new SHA"}
 		}
-		return Verdict{StateExhausted, fmt.Sprintf("failed after %d attempts; waiting for a new SHA", row.Attempts)}
+		return Verdict{StateExhausted, fmt.Sprintf("failed after %d attempts (%s); waiting for a new SHA", row.Attempts, firstLine(row.LastError))}
 	case atSHA && row.Status == model.StatusFailed && o.Now.Before(row.NextAttemptAt):
-		return Verdict{StateRetryLater, "retry at " + row.NextAttemptAt.UTC().Format(time.RFC3339)}
+		return Verdict{StateRetryLater, "retry at " + row.NextAttemptAt.UTC().Format(time.RFC3339) + " (" + firstLine(row.LastError) + ")"}
 	case atSHA && row.Status == model.StatusFailed:
 		return Verdict{StateRetryDue, fmt.Sprintf("retry %d of %d", row.Attempts+1, o.MaxAttempts)}
 	case rel.DeployedAt(pr.SHA) && f.Owned != nil:

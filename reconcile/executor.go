@@ -505,7 +505,7 @@ func (e *Executor) attempt(ctx context.Context, log *slog.Logger, a Action) erro
 	if err != nil && a.Kind == KindDeploy {
 		return err // before the namespace: nothing is created for it
 	}
-	if err := e.cl.EnsureNamespace(ctx, a.Namespace, a.Repo, a.Number); err != nil {
+	if err := e.cl.EnsureNamespace(ctx, a.Namespace, a.Repo, a.Number, spec.Fence); err != nil {
 		return err
 	}
 	if a.Kind == KindDeploy {

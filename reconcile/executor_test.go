@@ -35,7 +35,7 @@ type fakeCluster struct {
 func (f *fakeCluster) Observe(context.Context, []string) (model.ClusterObservation, error) {
 	return model.ClusterObservation{Complete: true}, nil
 }
-func (f *fakeCluster) EnsureNamespace(context.Context, string, string, int) error {
+func (f *fakeCluster) EnsureNamespace(context.Context, string, string, int, model.Fence) error {
 	f.mu.Lock()
 	f.ensured++
 	f.mu.Unlock()

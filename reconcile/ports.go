@@ -61,7 +61,9 @@ type Cluster interface {
 	// Observe lists previewd's namespaces with their releases, and tells
 	// which of the wanted names exist without previewd's ownership labels.
 	Observe(ctx context.Context, wanted []string) (model.ClusterObservation, error)
-	EnsureNamespace(ctx context.Context, ns, repo string, number int) error
+	// EnsureNamespace creates the preview namespace (or confirms it is
+	// the PR's) and puts the repository's fence around it.
+	EnsureNamespace(ctx context.Context, ns, repo string, number int, fence model.Fence) error
 	// RenameNamespace moves an owned namespace of PR number from
 	// repository from to to (a renamed or transferred repository).
 	RenameNamespace(ctx context.Context, ns, from, to string, number int) error

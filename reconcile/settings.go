@@ -22,6 +22,8 @@ type Repo struct {
 	// Values are the repository's extra Helm values, compiled.
 	Values *render.Values
 	Policy RepoPolicy
+	// Fence is what surrounds each preview namespace.
+	Fence model.Fence
 	// Digest identifies the settings that produce the preview's Helm
 	// values (image, host, values); with the chart's digest it makes the
 	// fingerprint of a deploy, so that a change plans an upgrade.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/previewd/previewd/reconcile/model"
 	"github.com/previewd/previewd/reconcile/render"
@@ -142,6 +145,9 @@ type Repository struct {
 	WaitForChecks []string `yaml:"wait_for_checks"`
 	// ChecksTimeout bounds the wait for them from the SHA's first sight.
 	ChecksTimeout time.Duration `yaml:"checks_timeout"`
+	// Fence is what surrounds each preview namespace (defaults:
+	// DefaultFence).
+	Fence Fence `yaml:"fence"`
 
 	// CompiledHost and CompiledValues are Host and Values compiled once,
 	// when the file is validated (nil host: the repository sets none).
@@ -154,6 +160,35 @@ type Repository struct {
 	RegistryUsername string `yaml:"-"`
 	RegistryPassword Secret `yaml:"-"`
 }
+
+// Fence is the per-repository fence of preview namespaces; a key left
+// out takes its default.
+type Fence struct {
+	// PodSecurity is the Pod Security level enforced: restricted
+	// (default) or baseline.
+	PodSecurity string `yaml:"pod_security"`
+	// IngressFrom are the labels of the namespaces whose pods may reach
+	// the preview (the ingress controller's). Default
+	// kubernetes.io/metadata.name: ingress-nginx.
+	IngressFrom map[string]string `yaml:"ingress_from"`
+	// EgressAllow are CIDRs the preview may reach besides DNS and its own
+	// namespace. Default none.
+	EgressAllow []string `yaml:"egress_allow"`
+	// Quota are ResourceQuota hard limits, merged over DefaultQuota.
+	Quota map[string]string `yaml:"quota"`
+	// ContainerLimits and ContainerRequests are the LimitRange defaults
+	// for containers that set none, merged over the defaults.
+	ContainerLimits   map[string]string `yaml:"container_limits"`
+	ContainerRequests map[string]string `yaml:"container_requests"`
+}
+
+// Fence defaults: sized for one small preview.
+var (
+	DefaultIngressFrom       = map[string]string{"kubernetes.io/metadata.name": "ingress-nginx"}
+	DefaultQuota             = map[string]string{"pods": "10", "requests.cpu": "1", "requests.memory": "1Gi", "limits.cpu": "2", "limits.memory": "2Gi"}
+	DefaultContainerLimits   = map[string]string{"cpu": "500m", "memory": "512Mi"}
+	DefaultContainerRequests = map[string]string{"cpu": "100m", "memory": "128Mi"}
+)
 
 // ChartCredentials name where an OCI registry's credentials are.
 type ChartCredentials struct {
@@ -402,6 +437,7 @@ func (c *Config) validate(getenv func(string) string) error {
 		if w := *r.ImageWait; w < 0 || w > 24*time.Hour {
 			bad(p+".image_wait", "must be between 0 (no wait) and 24h, got %s", w)
 		}
+		checkFence(&c.Repositories[i], p, bad)
 	}
 	if len(errs) == 0 {
 		// GitHub's repository names are case-insensitive: previewd's
@@ -413,6 +449,51 @@ func (c *Config) validate(getenv func(string) string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkFence validates the fence and fills its defaults.
+func checkFence(r *Repository, p string, bad func(path, format string, args ...any)) {
+	f := &r.Fence
+	switch f.PodSecurity {
+	case "":
+		f.PodSecurity = model.PodSecurityRestricted
+	case model.PodSecurityRestricted, model.PodSecurityBaseline:
+	default:
+		bad(p+".fence.pod_security", "must be restricted or baseline (privileged is not offered: previews run PR code), got %q", f.PodSecurity)
+	}
+	if f.IngressFrom == nil {
+		f.IngressFrom = maps.Clone(DefaultIngressFrom)
+	}
+	for k, v := range f.IngressFrom {
+		if len(validation.IsQualifiedName(k)) > 0 || len(validation.IsValidLabelValue(v)) > 0 {
+			bad(p+".fence.ingress_from", "%q: %q is not a label selector entry (label name: label value)", k, v)
+		}
+	}
+	for j, c := range f.EgressAllow {
+		if _, _, err := net.ParseCIDR(c); err != nil {
+			bad(fmt.Sprintf("%s.fence.egress_allow[%d]", p, j), "must be a CIDR such as 10.20.0.0/16, got %q", c)
+		}
+	}
+	merge := func(key string, def map[string]string, got map[string]string) map[string]string {
+		out := maps.Clone(def)
+		for k, v := range got {
+			if _, err := resource.ParseQuantity(v); err != nil {
+				bad(p+".fence."+key+"."+k, "must be a quantity such as 500m or 1Gi, got %q", v)
+			}
+			out[k] = v
+		}
+		return out
+	}
+	f.Quota = merge("quota", DefaultQuota, f.Quota)
+	f.ContainerLimits = merge("container_limits", DefaultContainerLimits, f.ContainerLimits)
+	f.ContainerRequests = merge("container_requests", DefaultContainerRequests, f.ContainerRequests)
+}
+
+// ModelFence is the repository's fence as the cluster applies it.
+func (r Repository) ModelFence() model.Fence {
+	f := model.Fence{PodSecurity: r.Fence.PodSecurity, IngressFrom: r.Fence.IngressFrom, EgressAllow: r.Fence.EgressAllow,
+		Quota: r.Fence.Quota, Limits: r.Fence.ContainerLimits, Requests: r.Fence.ContainerRequests}
+	return f
 }
 
 func checkChart(r *Repository, p string, getenv func(string) string, bad func(path, format string, args ...any)) {

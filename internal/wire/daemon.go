@@ -225,7 +225,7 @@ func Settings(cfg *config.Config) reconcile.Settings {
 	}
 	for _, r := range cfg.Repositories {
 		s.Repos = append(s.Repos, reconcile.Repo{Name: r.Name, Chart: r.CompiledChart, Image: r.Image,
-			Host: r.CompiledHost, Values: r.CompiledValues, Digest: settingsDigest(r),
+			Host: r.CompiledHost, Values: r.CompiledValues, Digest: settingsDigest(r), Fence: r.ModelFence(),
 			Policy: reconcile.RepoPolicy{AllowForks: r.AllowForks, SkipDrafts: r.SkipDrafts,
 				RequireLabels: r.RequireLabels, IgnoreLabels: r.IgnoreLabels, ImageWait: *r.ImageWait,
 				WaitForChecks: r.WaitForChecks, ChecksTimeout: r.ChecksTimeout}})
@@ -249,14 +249,16 @@ func registryAccess(cfg *config.Config) map[string]kube.RegistryAccess {
 const valuesVersion = 1
 
 // settingsDigest identifies what of a repository's settings goes into its
-// previews' Helm values.
+// previews' Helm values, and their fence.
 func settingsDigest(r config.Repository) string {
 	b, err := json.Marshal(struct {
 		V      int            `json:"v"`
 		Image  string         `json:"image"`
 		Host   string         `json:"host"`
 		Values map[string]any `json:"values"`
-	}{valuesVersion, r.Image, r.Host, r.Values})
+		// The fence is applied with each deploy: a change upgrades.
+		Fence model.Fence `json:"fence"`
+	}{valuesVersion, r.Image, r.Host, r.Values, r.ModelFence()})
 	if err != nil {
 		return "" // unknown: no drift is planned
 	}

@@ -145,6 +145,15 @@ previewd itself (a RoleBinding created with the namespace), nowhere else.
 - apiGroups: [""]
   resources: [pods/log]
   verbs: [get]
+# The fence around each preview namespace (server-side apply, which
+# creates what does not exist yet): NetworkPolicy, ResourceQuota,
+# LimitRange.
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [create, patch]
+- apiGroups: [""]
+  resources: [resourcequotas, limitranges]
+  verbs: [create, patch]
 {{- with .Values.rbac.extraRules }}
 {{ toYaml . }}
 {{- end }}

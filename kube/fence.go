@@ -2,9 +2,12 @@ package kube
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -90,7 +93,7 @@ func (n *Namespaces) Fence(ctx context.Context, ns string, f model.Fence) error 
 			return fmt.Errorf("applying the LimitRange of %s: %w", ns, err)
 		}
 	}
-	return nil
+	return n.copySecrets(ctx, ns, f.CopySecretsFrom, f.CopySecrets)
 }
 
 func quantities(m map[string]string) corev1.ResourceList {
@@ -138,4 +141,47 @@ func networkPolicy(ns string, f model.Fence) *netv1ac.NetworkPolicyApplyConfigur
 		WithPolicyTypes(networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress).
 		WithIngress(ingress).
 		WithEgress(egress...))
+}
+
+// Labels and annotation of a Secret copied into a preview namespace.
+const (
+	// LabelCopiedFrom is the namespace the Secret was copied from.
+	LabelCopiedFrom = "previewd.dev/copied-from"
+	// AnnotationSourceVersion is the source's resourceVersion.
+	AnnotationSourceVersion = "previewd.dev/source-version"
+)
+
+// copySecrets copies the named Secrets of namespace from into ns (server-
+// side apply: type, data, a label naming the source and its
+// resourceVersion). Values are never logged nor put in an error.
+func (n *Namespaces) copySecrets(ctx context.Context, ns, from string, names []string) error {
+	for _, name := range names {
+		src, err := n.Client.CoreV1().Secrets(from).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("reading Secret %s/%s to copy it (copy_secrets): %w", from, name, err)
+		}
+		s := corev1ac.Secret(name, ns).WithType(src.Type).WithData(src.Data).
+			WithLabels(map[string]string{LabelManagedBy: ManagedBy, LabelInstance: n.Instance, LabelCopiedFrom: from}).
+			WithAnnotations(map[string]string{AnnotationSourceVersion: src.ResourceVersion})
+		if _, err := n.Client.CoreV1().Secrets(ns).Apply(ctx, s, metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
+			return fmt.Errorf("copying Secret %s/%s into %s: %w", from, name, ns, err)
+		}
+	}
+	return nil
+}
+
+// SecretsVersion identifies the current version of the named Secrets of
+// namespace: it changes when any of them changes (their resourceVersions;
+// no value is read into it).
+func (c *Cluster) SecretsVersion(ctx context.Context, namespace string, names []string) (string, error) {
+	var b strings.Builder
+	for _, name := range names {
+		s, err := c.Client.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return "", fmt.Errorf("reading Secret %s/%s (copy_secrets): %w", namespace, name, err)
+		}
+		fmt.Fprintf(&b, "%s@%s,", name, s.ResourceVersion)
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:8]), nil
 }

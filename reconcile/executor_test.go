@@ -41,6 +41,9 @@ func (f *fakeCluster) EnsureNamespace(context.Context, string, string, int, mode
 	f.mu.Unlock()
 	return f.ensureErr
 }
+func (f *fakeCluster) SecretsVersion(context.Context, string, []string) (string, error) {
+	return "", nil
+}
 func (f *fakeCluster) RenameNamespace(context.Context, string, string, string, int) error { return nil }
 func (f *fakeCluster) Apply(_ context.Context, ns string, chart model.ChartRef, values map[string]any, _ time.Duration) error {
 	sha := values["image"].(map[string]any)["tag"].(string)

@@ -290,6 +290,7 @@ func (l *Loop) Observe(ctx context.Context) (Observation, error) {
 	obs.Repos = repos
 	obs.Cluster = cobs
 	obs.Charts = l.chartDigests()
+	l.secretVersions(ctx, obs.Charts)
 	obs.OrphanSince = l.noticeOrphans(OrphanedRepos(obs, l.configured), cobs.Complete)
 	return obs, errors.Join(errs...)
 }
@@ -316,6 +317,26 @@ func (l *Loop) chartDigests() map[string]string {
 		byChart[r.Chart.String()] = d
 	}
 	return out
+}
+
+// secretVersions adds to each repository's chart digest the version of the
+// Secrets it copies into its previews (copy_secrets), so that a change of
+// a source Secret upgrades the previews, which copies it again. A source
+// that cannot be read removes the digest: no drift is concluded.
+func (l *Loop) secretVersions(ctx context.Context, digests map[string]string) {
+	for _, r := range l.s.Repos {
+		d, ok := digests[r.Name]
+		if !ok || len(r.Fence.CopySecrets) == 0 {
+			continue
+		}
+		v, err := l.cl.SecretsVersion(ctx, r.Fence.CopySecretsFrom, r.Fence.CopySecrets)
+		if err != nil {
+			l.log.Warn("reading the Secrets to copy failed; their changes are not rolled out this cycle", "repo", r.Name, "err", l.d.Redact(err.Error()))
+			delete(digests, r.Name)
+			continue
+		}
+		digests[r.Name] = d + "+secrets:" + v
+	}
 }
 
 func (l *Loop) observeRepo(ctx context.Context, r Repo, rows map[model.Key]*model.Preview) RepoObservation {

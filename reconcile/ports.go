@@ -64,6 +64,9 @@ type Cluster interface {
 	// EnsureNamespace creates the preview namespace (or confirms it is
 	// the PR's) and puts the repository's fence around it.
 	EnsureNamespace(ctx context.Context, ns, repo string, number int, fence model.Fence) error
+	// SecretsVersion identifies the current version of the named Secrets
+	// of a namespace (copy_secrets): it changes when any of them does.
+	SecretsVersion(ctx context.Context, namespace string, names []string) (string, error)
 	// RenameNamespace moves an owned namespace of PR number from
 	// repository from to to (a renamed or transferred repository).
 	RenameNamespace(ctx context.Context, ns, from, to string, number int) error

@@ -148,6 +148,9 @@ type Repository struct {
 	// Fence is what surrounds each preview namespace (defaults:
 	// DefaultFence).
 	Fence Fence `yaml:"fence"`
+	// CopySecrets are Secrets copied into each preview namespace, kept
+	// up to date when the source changes.
+	CopySecrets *CopySecrets `yaml:"copy_secrets"`
 
 	// CompiledHost and CompiledValues are Host and Values compiled once,
 	// when the file is validated (nil host: the repository sets none).
@@ -180,6 +183,13 @@ type Fence struct {
 	// for containers that set none, merged over the defaults.
 	ContainerLimits   map[string]string `yaml:"container_limits"`
 	ContainerRequests map[string]string `yaml:"container_requests"`
+}
+
+// CopySecrets names Secrets copied from a namespace into every preview
+// namespace of the repository.
+type CopySecrets struct {
+	From  string   `yaml:"from"`
+	Names []string `yaml:"names"`
 }
 
 // Fence defaults: sized for one small preview.
@@ -451,7 +461,8 @@ func (c *Config) validate(getenv func(string) string) error {
 	return errors.Join(errs...)
 }
 
-// checkFence validates the fence and fills its defaults.
+// checkFence validates the fence and copy_secrets, and fills the fence's
+// defaults.
 func checkFence(r *Repository, p string, bad func(path, format string, args ...any)) {
 	f := &r.Fence
 	switch f.PodSecurity {
@@ -487,12 +498,28 @@ func checkFence(r *Repository, p string, bad func(path, format string, args ...a
 	f.Quota = merge("quota", DefaultQuota, f.Quota)
 	f.ContainerLimits = merge("container_limits", DefaultContainerLimits, f.ContainerLimits)
 	f.ContainerRequests = merge("container_requests", DefaultContainerRequests, f.ContainerRequests)
+	if cs := r.CopySecrets; cs != nil {
+		if len(validation.IsDNS1123Label(cs.From)) > 0 {
+			bad(p+".copy_secrets.from", "must be the namespace the Secrets are copied from, got %q", cs.From)
+		}
+		if len(cs.Names) == 0 {
+			bad(p+".copy_secrets.names", "is empty: name the Secrets to copy, or remove copy_secrets")
+		}
+		for j, n := range cs.Names {
+			if len(validation.IsDNS1123Subdomain(n)) > 0 {
+				bad(fmt.Sprintf("%s.copy_secrets.names[%d]", p, j), "must be a Secret name, got %q", n)
+			}
+		}
+	}
 }
 
 // ModelFence is the repository's fence as the cluster applies it.
 func (r Repository) ModelFence() model.Fence {
 	f := model.Fence{PodSecurity: r.Fence.PodSecurity, IngressFrom: r.Fence.IngressFrom, EgressAllow: r.Fence.EgressAllow,
 		Quota: r.Fence.Quota, Limits: r.Fence.ContainerLimits, Requests: r.Fence.ContainerRequests}
+	if r.CopySecrets != nil {
+		f.CopySecretsFrom, f.CopySecrets = r.CopySecrets.From, r.CopySecrets.Names
+	}
 	return f
 }
 

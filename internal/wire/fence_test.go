@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/previewd/previewd/internal/harness/e2e"
+	"github.com/previewd/previewd/internal/harness/testbed"
 	"github.com/previewd/previewd/kube"
 	"github.com/previewd/previewd/reconcile/model"
 )
@@ -170,4 +171,59 @@ func labelsOf(m map[string]string) string {
 		out = append(out, k+"="+v)
 	}
 	return strings.Join(out, ",")
+}
+
+// TestCopySecrets: the Secrets named in copy_secrets are copied into each
+// preview namespace, and copied again when the source changes (the next
+// cycle upgrades the previews); their values appear in no comment.
+func TestCopySecrets(t *testing.T) {
+	e := e2e.New(t, "")
+	ctx := context.Background()
+	kc := e.Kube.Client
+	src := testbed.Namespace(t, e.Kube)
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "regcred"}, Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{".dockerconfigjson": []byte(`{"auths":{"r.example.com":{"auth":"c2VjcmV0LW9uZQ=="}}}`)}}
+	if _, err := kc.CoreV1().Secrets(src).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.AddRepoConfig("copy_secrets: {from: " + src + ", names: [regcred]}")
+	d := e.Daemon(false)
+	n := e.Open("Copies", "copies", e2e.SHA("copy-1"))
+	e.MustRunOnce(d)
+	copied := func() *corev1.Secret {
+		t.Helper()
+		s, err := kc.CoreV1().Secrets(e.NS(n)).Get(ctx, "regcred", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("the copy in %s: %v", e.NS(n), err)
+		}
+		return s
+	}
+	c := copied()
+	if c.Type != corev1.SecretTypeDockerConfigJson || string(c.Data[".dockerconfigjson"]) != string(secret.Data[".dockerconfigjson"]) ||
+		c.Labels[kube.LabelCopiedFrom] != src {
+		t.Errorf("copy: type %s, labels %v, data equal %v", c.Type, c.Labels, string(c.Data[".dockerconfigjson"]) == string(secret.Data[".dockerconfigjson"]))
+	}
+	rev := e.Row(d, n).DeployedFingerprint
+
+	// The source is rotated: the next cycle copies it again.
+	secret.Data[".dockerconfigjson"] = []byte(`{"auths":{"r.example.com":{"auth":"c2VjcmV0LXR3bw=="}}}`)
+	if _, err := kc.CoreV1().Secrets(src).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.MustRunOnce(d)
+	if got := string(copied().Data[".dockerconfigjson"]); got != string(secret.Data[".dockerconfigjson"]) {
+		t.Errorf("after the source changed, the copy still holds the old value")
+	}
+	if p := e.Row(d, n); p.Status != model.StatusReady || p.DeployedFingerprint == rev {
+		t.Errorf("after the source changed: %s, fingerprint %s (was %s)", p.Status, p.DeployedFingerprint, rev)
+	}
+	// Unchanged: nothing more to do.
+	if res, err := d.Loop.Plan(ctx); err != nil || len(res.Actions) != 0 {
+		t.Errorf("plan with the copy up to date: %v %v", res.Actions, err)
+	}
+	for _, cm := range e.GH.Comments(e.Repo, n) {
+		if strings.Contains(cm.Body, "c2VjcmV0") {
+			t.Errorf("a comment carries the Secret's value:\n%s", cm.Body)
+		}
+	}
 }

@@ -11,7 +11,8 @@ const (
 // NetworkPolicy (default deny; ingress from the ingress controller's
 // namespaces and the namespace itself; egress to DNS, the namespace itself
 // and the allow-listed CIDRs, never the cloud metadata address), a
-// ResourceQuota and a LimitRange.
+// ResourceQuota and a LimitRange, and Secrets copied from a source
+// namespace.
 type Fence struct {
 	// PodSecurity is PodSecurityRestricted or PodSecurityBaseline.
 	PodSecurity string
@@ -26,6 +27,11 @@ type Fence struct {
 	// Limits and Requests are the LimitRange's default limits and requests
 	// of a container that sets none.
 	Limits, Requests map[string]string
+	// CopySecretsFrom is the namespace the Secrets named in CopySecrets
+	// are copied from into the preview namespace (image pull secrets,
+	// test credentials); a change of any of them upgrades the previews.
+	CopySecretsFrom string   `json:",omitempty"`
+	CopySecrets     []string `json:",omitempty"`
 }
 
 // MetadataAddress is the cloud metadata endpoint, which no preview may

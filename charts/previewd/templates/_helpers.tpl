@@ -154,6 +154,13 @@ previewd itself (a RoleBinding created with the namespace), nowhere else.
 - apiGroups: [""]
   resources: [resourcequotas, limitranges]
   verbs: [create, patch]
+{{- if .Values.rbac.copySecrets }}
+# Secrets copied into each preview namespace (copy_secrets; server-side
+# apply).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create, patch]
+{{- end }}
 {{- with .Values.rbac.extraRules }}
 {{ toYaml . }}
 {{- end }}

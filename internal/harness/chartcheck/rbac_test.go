@@ -41,6 +41,8 @@ type roleUnderTest struct {
 	name    string
 	rules   []rbacv1.PolicyRule
 	probeNS string
+	// namespace is a Role's ("" for a ClusterRole).
+	namespace string
 }
 
 // TestLeastPrivilege runs previewd's own code under the chart's RBAC and
@@ -59,7 +61,18 @@ func TestLeastPrivilege(t *testing.T) {
 	id := e2e.SHA(fmt.Sprint(time.Now().UnixNano()))[:6]
 	release := "previewd-lp-" + id
 	lpInstance = "lp-" + id
-	objs := render(t, map[string]any{"config": map[string]any{"instance": lpInstance}}, chartcheck.RenderOptions{Release: release, Namespace: ns})
+	// A namespace holding a Secret the previews get a copy of
+	// (copy_secrets), and one they must not.
+	lpSecretsFrom = testbed.Namespace(t, c)
+	for _, name := range []string{"lp-shared", "lp-other"} {
+		if _, err := c.Client.CoreV1().Secrets(lpSecretsFrom).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Data: map[string][]byte{"token": []byte("s3cr3t-" + name)}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	objs := render(t, map[string]any{"config": map[string]any{"instance": lpInstance},
+		"rbac": map[string]any{"copySecrets": []any{map[string]any{"namespace": lpSecretsFrom, "names": []any{"lp-shared"}}}}},
+		chartcheck.RenderOptions{Release: release, Namespace: ns})
 	t.Cleanup(func() {
 		// The scenarios' namespaces (the failing preview's is left).
 		nss, _ := c.Client.CoreV1().Namespaces().List(context.Background(), metav1.ListOptions{LabelSelector: "previewd.dev/instance=" + lpInstance})
@@ -67,7 +80,7 @@ func TestLeastPrivilege(t *testing.T) {
 			_ = c.Client.CoreV1().Namespaces().Delete(context.Background(), n.Name, metav1.DeleteOptions{})
 		}
 	})
-	var own, preview roleUnderTest
+	var own, preview, copier roleUnderTest
 	var sa corev1.ServiceAccount
 	for _, o := range objs {
 		var err error
@@ -93,6 +106,18 @@ func TestLeastPrivilege(t *testing.T) {
 			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b); err == nil {
 				err = createCleanup(t, c.Client.RbacV1().ClusterRoleBindings(), &b)
 			}
+		case "Role":
+			var r rbacv1.Role
+			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &r); err != nil {
+				break
+			}
+			copier = roleUnderTest{name: r.Name, rules: r.Rules, probeNS: r.Namespace, namespace: r.Namespace}
+			err = createCleanup(t, c.Client.RbacV1().Roles(r.Namespace), &r)
+		case "RoleBinding":
+			var b rbacv1.RoleBinding
+			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &b); err == nil {
+				err = createCleanup(t, c.Client.RbacV1().RoleBindings(b.Namespace), &b)
+			}
 		case "ValidatingAdmissionPolicy":
 			var p admv1.ValidatingAdmissionPolicy
 			if err = runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &p); err == nil {
@@ -108,9 +133,9 @@ func TestLeastPrivilege(t *testing.T) {
 			t.Fatalf("%s %s: %v", o.GetKind(), o.GetName(), err)
 		}
 	}
-	if len(own.rules) == 0 || len(preview.rules) == 0 || sa.Name == "" {
-		t.Fatalf("the chart must render previewd's ClusterRole, its preview role and a ServiceAccount: own %d rules, preview %d rules, SA %q",
-			len(own.rules), len(preview.rules), sa.Name)
+	if len(own.rules) == 0 || len(preview.rules) == 0 || len(copier.rules) == 0 || sa.Name == "" {
+		t.Fatalf("the chart must render previewd's ClusterRole, its preview role, the copy_secrets Role and a ServiceAccount: own %d rules, preview %d, copy %d, SA %q",
+			len(own.rules), len(preview.rules), len(copier.rules), sa.Name)
 	}
 	lpRole = preview.name
 	user := "system:serviceaccount:" + ns + ":" + sa.Name
@@ -163,7 +188,7 @@ func TestLeastPrivilege(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	for _, role := range []roleUnderTest{own, preview} {
+	for _, role := range []roleUnderTest{own, preview, copier} {
 		rules := role.rules
 		for i, rule := range rules {
 			t.Run(fmt.Sprintf("without-%s-%d-%s", cmpOr(strings.TrimPrefix(role.name[len(release):], "-"), "own"), i, ruleName(rule)), func(t *testing.T) {
@@ -181,7 +206,7 @@ func TestLeastPrivilege(t *testing.T) {
 	if os.Getenv("PREVIEWD_TEST_RBAC_VERBS") == "" {
 		return
 	}
-	for _, role := range []roleUnderTest{own, preview} {
+	for _, role := range []roleUnderTest{own, preview, copier} {
 		rules := role.rules
 		for i, rule := range rules {
 			if len(rule.Verbs) < 2 {
@@ -215,7 +240,7 @@ func TestLeastPrivilege(t *testing.T) {
 // lpInstance and lpRole are the instance label the chart's policy was
 // rendered for and the preview role previewd binds: the scenarios'
 // previewd runs with them.
-var lpInstance, lpRole string
+var lpInstance, lpRole, lpSecretsFrom string
 
 // createCleanup creates a cluster-scoped object and deletes it at the end
 // of the test.
@@ -273,6 +298,10 @@ func confined(t *testing.T, c *testbed.Cluster, sa kubernetes.Interface, saName,
 	}
 	_, err := sa.CoreV1().Secrets("kube-system").Get(ctx, "any", metav1.GetOptions{})
 	refused("getting a Secret in kube-system", err)
+	_, err = sa.CoreV1().Secrets(lpSecretsFrom).Get(ctx, "lp-other", metav1.GetOptions{})
+	refused("getting a Secret of the copy_secrets namespace that is not named there", err)
+	_, err = sa.CoreV1().Secrets(lpSecretsFrom).List(ctx, metav1.ListOptions{})
+	refused("listing the Secrets of the copy_secrets namespace", err)
 	for _, ns := range []string{"kube-system", foreign} {
 		_, err = sa.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
 		refused("creating a ConfigMap in "+ns, err)
@@ -341,10 +370,10 @@ func cmpOr(a, b string) string {
 // until probe is allowed again).
 func withoutAccess(t *testing.T, client kubernetes.Interface, role roleUnderTest, user string, less []rbacv1.PolicyRule, probe rbacv1.PolicyRule, kubeconfig string) error {
 	t.Helper()
-	setRules(t, client, role.name, less)
+	setRules(t, client, role, less)
 	waitAccess(t, client, user, role.probeNS, probe, false)
 	defer func() {
-		setRules(t, client, role.name, role.rules)
+		setRules(t, client, role, role.rules)
 		waitAccess(t, client, user, role.probeNS, probe, true)
 	}()
 	return scenarios(t, kubeconfig)
@@ -365,10 +394,21 @@ func ruleName(r rbacv1.PolicyRule) string {
 	return g + "/" + strings.Join(r.Resources, ",")
 }
 
-func setRules(t *testing.T, client kubernetes.Interface, name string, rules []rbacv1.PolicyRule) {
+func setRules(t *testing.T, client kubernetes.Interface, role roleUnderTest, rules []rbacv1.PolicyRule) {
 	t.Helper()
 	ctx := context.Background()
-	cr, err := client.RbacV1().ClusterRoles().Get(ctx, name, metav1.GetOptions{})
+	if role.namespace != "" {
+		r, err := client.RbacV1().Roles(role.namespace).Get(ctx, role.name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Rules = rules
+		if _, err := client.RbacV1().Roles(role.namespace).Update(ctx, r, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	cr, err := client.RbacV1().ClusterRoles().Get(ctx, role.name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,8 +501,10 @@ func newEnv(t *testing.T, image, kubeconfig string) (*e2e.Env, *wire.Daemon, err
 		}
 		text = strings.Replace(text, old, repl, 1)
 	}
-	// The instance the chart's policy was rendered for.
+	// The instance the chart's policy was rendered for, and the Secret
+	// the chart lets previewd copy.
 	text = regexp.MustCompile(`(?m)^instance: .*$`).ReplaceAllString(text, "instance: "+lpInstance)
+	text += "    copy_secrets: {from: " + lpSecretsFrom + ", names: [lp-shared]}\n"
 	if err := os.WriteFile(e.ConfigPath, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -494,6 +536,11 @@ func lifecycle(t *testing.T, kubeconfig string) error {
 	// answer (the latter under this identity).
 	if err := d.Ready(context.Background()); err != nil {
 		return fmt.Errorf("daemon not ready: %w", err)
+	}
+	// The Secret named in copy_secrets is there, with the source's data.
+	copied, err := e.Kube.Client.CoreV1().Secrets(e.NS(n)).Get(context.Background(), "lp-shared", metav1.GetOptions{})
+	if err != nil || string(copied.Data["token"]) != "s3cr3t-lp-shared" {
+		return fmt.Errorf("copy_secrets: lp-shared in %s: %v", e.NS(n), err)
 	}
 	// Each cycle observes the previews' workloads (one list across
 	// namespaces): a Ready preview that breaks is noticed.

@@ -2,11 +2,13 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -78,16 +80,10 @@ func (s *session) observe(ctx context.Context, ns string) (preview, error) {
 		}
 	}
 
-	// Helm keeps one Secret per release revision, labelled owner=helm.
-	secrets, err := c.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: "owner=helm"})
-	if err != nil {
-		return pv, fmt.Errorf("listing Helm release Secrets in %s: %w", ns, err)
-	}
-	for _, sec := range secrets.Items {
-		v, _ := strconv.Atoi(sec.Labels["version"])
-		if v > pv.Revision {
-			pv.Release, pv.Revision, pv.ReleaseStatus = sec.Labels["name"], v, sec.Labels["status"]
-		}
+	// previewd keeps Helm's release records in its PostgreSQL (one row
+	// per revision), not in Secrets.
+	if err := s.release(ctx, ns, &pv); err != nil {
+		return pv, err
 	}
 
 	ings, err := c.NetworkingV1().Ingresses(ns).List(ctx, metav1.ListOptions{})
@@ -102,6 +98,25 @@ func (s *session) observe(ctx context.Context, ns string) (preview, error) {
 		}
 	}
 	return pv, nil
+}
+
+// release reads the newest revision of the namespace's Helm release from
+// previewd's database.
+func (s *session) release(ctx context.Context, ns string, pv *preview) error {
+	conn, err := pgx.Connect(ctx, s.db.URL)
+	if err != nil {
+		return fmt.Errorf("reading the release records of %s: %w", ns, err)
+	}
+	defer conn.Close(ctx)
+	err = conn.QueryRow(ctx, `SELECT name, version, status FROM helm_releases WHERE namespace = $1 ORDER BY version DESC LIMIT 1`, ns).
+		Scan(&pv.Release, &pv.Revision, &pv.ReleaseStatus)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the release records of %s: %w", ns, err)
+	}
+	return nil
 }
 
 // splitImage splits "registry/repo:tag" into repository and tag.

@@ -227,3 +227,42 @@ func TestRepositoryNamesAreCaseInsensitive(t *testing.T) {
 		t.Errorf("name = %q, want acme/web", cfg.Repositories[0].Name)
 	}
 }
+
+// TestFence: the fence's defaults, a repository's overrides (merged over
+// the defaults), and each mistake named by its field.
+func TestFence(t *testing.T) {
+	parse := func(extra string) (*Config, error) {
+		y := strings.Replace(good, "chart: charts/app", "chart: charts/app"+extra, 1)
+		return Parse(strings.NewReader(y), chartDir(t), env(map[string]string{"GH": "x"}))
+	}
+	cfg, err := parse("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := cfg.Repositories[0].ModelFence()
+	if f.PodSecurity != "restricted" || f.IngressFrom["kubernetes.io/metadata.name"] != "ingress-nginx" || len(f.EgressAllow) != 0 ||
+		f.Quota["pods"] != "10" || f.Limits["memory"] != "512Mi" || f.Requests["cpu"] != "100m" || f.CopySecretsFrom != "" {
+		t.Errorf("default fence = %+v", f)
+	}
+	cfg, err = parse("\n    fence:\n      pod_security: baseline\n      egress_allow: [10.0.0.0/8]\n      quota: {pods: \"3\"}\n    copy_secrets: {from: shared, names: [regcred]}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f = cfg.Repositories[0].ModelFence()
+	if f.PodSecurity != "baseline" || f.EgressAllow[0] != "10.0.0.0/8" || f.Quota["pods"] != "3" || f.Quota["limits.cpu"] != "2" ||
+		f.CopySecretsFrom != "shared" || f.CopySecrets[0] != "regcred" {
+		t.Errorf("fence = %+v", f)
+	}
+	for _, c := range []struct{ extra, want string }{
+		{"\n    fence: {pod_security: privileged}", "repositories[0].fence.pod_security: must be restricted or baseline"},
+		{"\n    fence: {egress_allow: [10.0.0.1]}", "repositories[0].fence.egress_allow[0]: must be a CIDR"},
+		{"\n    fence: {quota: {pods: lots}}", "repositories[0].fence.quota.pods: must be a quantity"},
+		{"\n    fence: {ingress_from: {\"bad key!\": x}}", "repositories[0].fence.ingress_from"},
+		{"\n    copy_secrets: {from: Shared_NS, names: [a]}", "repositories[0].copy_secrets.from: must be the namespace"},
+		{"\n    copy_secrets: {from: shared}", "repositories[0].copy_secrets.names: is empty"},
+	} {
+		if _, err := parse(c.extra); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.extra, err, c.want)
+		}
+	}
+}

@@ -103,12 +103,13 @@ func TestPreviewFence(t *testing.T) {
 }
 
 // TestFenceRefusalsReachThePR: pods the API server refuses in a preview
-// namespace (a privileged container under Pod Security, a container over
-// the quota) fail the deploy at once, and the PR quotes why.
+// namespace (a privileged container or one adding a capability under Pod
+// Security, a container over the quota) fail the deploy at once, and the PR quotes why.
 func TestFenceRefusalsReachThePR(t *testing.T) {
 	for _, c := range []struct {
 		name, values, fence, want string
 	}{
+		{"privileged container", "      securityContext:\n        privileged: true\n        allowPrivilegeEscalation: true\n", "", `violates PodSecurity "restricted:latest": privileged`},
 		{"container adding a capability", "      securityContext:\n        capabilities:\n          add: [NET_ADMIN]\n", "", `violates PodSecurity "restricted:latest"`},
 		{"over the quota", "      resources:\n        limits:\n          cpu: \"3\"\n", "", "exceeded quota: " + kube.FenceName},
 	} {

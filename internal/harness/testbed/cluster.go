@@ -196,6 +196,10 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		"--service-account-key-file", p.SAPub,
 		"--service-account-signing-key-file", p.SAKey,
 		"--authorization-mode", "Node,RBAC",
+		// As kubeadm and the managed clusters: privileged containers are
+		// valid, so that Pod Security (not validation) refuses them in a
+		// preview namespace.
+		"--allow-privileged=true",
 		// No node.kubernetes.io/not-ready taint on the kwok node: the node
 		// lifecycle controller that would lift it is off (see below).
 		"--disable-admission-plugins", "TaintNodesByCondition",

@@ -228,3 +228,35 @@ func TestCopySecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestUpgradeFromSecretRecords: a preview deployed by a previewd that kept
+// Helm's records in Secrets (here: its records are not in PostgreSQL) is
+// installed once more by this one, adopting the running objects, and is
+// Ready again at the same SHA.
+func TestUpgradeFromSecretRecords(t *testing.T) {
+	e := e2e.New(t, "")
+	d := e.Daemon(false)
+	sha := e2e.SHA("upgrade-1")
+	n := e.Open("Upgrade", "upgrade", sha)
+	e.MustRunOnce(d)
+	ctx := context.Background()
+	dep, err := e.Kube.Client.AppsV1().Deployments(e.NS(n)).Get(ctx, "preview", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := releaseStore(t, e).Purge(ctx, e.NS(n)); err != nil {
+		t.Fatal(err)
+	}
+	e.MustRunOnce(d)
+	rel, err := e.Release(n)
+	if err != nil || !rel.Exists || rel.Status != "deployed" || rel.SHA != sha || rel.Revision != 1 {
+		t.Fatalf("release after the upgrade: %+v %v", rel, err)
+	}
+	after, err := e.Kube.Client.AppsV1().Deployments(e.NS(n)).Get(ctx, "preview", metav1.GetOptions{})
+	if err != nil || after.UID != dep.UID {
+		t.Errorf("the Deployment was replaced instead of adopted: %v", err)
+	}
+	if p := e.Row(d, n); p.Status != model.StatusReady || p.DeployedSHA != sha {
+		t.Errorf("preview after the upgrade: %s %s", p.Status, p.LastError)
+	}
+}

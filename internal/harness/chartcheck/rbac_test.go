@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -313,6 +314,16 @@ func confined(t *testing.T, c *testbed.Cluster, sa kubernetes.Interface, saName,
 		refused("binding its preview role in "+ns, err)
 		err = sa.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
 		refused("deleting namespace "+ns, err)
+		_, err = sa.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType,
+			[]byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":"previewd","previewd.dev/instance":"`+lpInstance+`"}}}`), metav1.PatchOptions{})
+		refused("patching namespace "+ns+" to carry previewd's labels", err)
+		_, err = sa.CoreV1().ConfigMaps(ns).Patch(ctx, "kube-root-ca.crt", types.MergePatchType, []byte(`{"data":{"x":"y"}}`), metav1.PatchOptions{})
+		refused("patching a ConfigMap in "+ns, err)
+		err = sa.CoreV1().ConfigMaps(ns).Delete(ctx, "kube-root-ca.crt", metav1.DeleteOptions{})
+		refused("deleting a ConfigMap in "+ns, err)
+		_, err = sa.AppsV1().Deployments(ns).Patch(ctx, "x", types.ApplyPatchType, []byte(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"}}`),
+			metav1.PatchOptions{FieldManager: "previewd"})
+		refused("server-side applying a Deployment in "+ns, err)
 		live, gerr := sa.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 		if gerr != nil {
 			t.Fatal(gerr)

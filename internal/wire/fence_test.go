@@ -188,6 +188,9 @@ func TestCopySecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.AddRepoConfig("copy_secrets: {from: " + src + ", names: [regcred]}")
+	editConfig(t, e, func(s string) string {
+		return strings.Replace(s, "    values:\n", "    values:\n      imagePullSecrets: [{name: regcred}]\n", 1)
+	})
 	d := e.Daemon(false)
 	n := e.Open("Copies", "copies", e2e.SHA("copy-1"))
 	e.MustRunOnce(d)
@@ -203,6 +206,10 @@ func TestCopySecrets(t *testing.T) {
 	if c.Type != corev1.SecretTypeDockerConfigJson || string(c.Data[".dockerconfigjson"]) != string(secret.Data[".dockerconfigjson"]) ||
 		c.Labels[kube.LabelCopiedFrom] != src {
 		t.Errorf("copy: type %s, labels %v, data equal %v", c.Type, c.Labels, string(c.Data[".dockerconfigjson"]) == string(secret.Data[".dockerconfigjson"]))
+	}
+	if dep, err := kc.AppsV1().Deployments(e.NS(n)).Get(ctx, "preview", metav1.GetOptions{}); err != nil ||
+		len(dep.Spec.Template.Spec.ImagePullSecrets) != 1 || dep.Spec.Template.Spec.ImagePullSecrets[0].Name != "regcred" {
+		t.Errorf("the preview's pods do not pull with the copied Secret: %v", err)
 	}
 	rev := e.Row(d, n).DeployedFingerprint
 

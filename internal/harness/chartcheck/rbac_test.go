@@ -393,9 +393,7 @@ func withoutAccess(t *testing.T, client kubernetes.Interface, role roleUnderTest
 // verbsOnly lists the verbs whose removal the scenarios cannot detect
 // because the code path that needs them does not run in them; each is
 // kept for the reason given (docs/rbac.md).
-var verbsOnly = map[string]string{
-	"core/namespaces:update": "moves a namespace to a renamed repository's new name (internal/wire TestRenamedRepository)",
-}
+var verbsOnly = map[string]string{}
 
 func ruleName(r rbacv1.PolicyRule) string {
 	g := strings.Join(r.APIGroups, ",")

@@ -724,8 +724,15 @@ func compareObserve(t *testing.T, ctx context.Context, w *world, instance string
 		return observeCost{Calls: calls, WallMS: round1(ms(time.Since(t0)) / n), CPUMS: round1(ms(cpuTime()-cpu0) / n),
 			APIRequests: float64(reqs.Load()) / n}
 	}
-	full = measure(&kube.Cluster{Client: kc, Namespaces: ns, Releases: &kube.Releases{RESTConfig: rc}})
-	indexed = measure(&kube.Cluster{Client: kc, Namespaces: ns, Releases: &kube.Releases{RESTConfig: rc}, Records: &kube.RecordIndex{RESTConfig: rc}})
+	// The daemon keeps Helm's records in PostgreSQL (state.HelmReleases).
+	st, err := state.Open(ctx, w.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	store := st.HelmReleases()
+	full = measure(&kube.Cluster{Client: kc, Namespaces: ns, Releases: &kube.Releases{RESTConfig: rc, Store: store}})
+	indexed = measure(&kube.Cluster{Client: kc, Namespaces: ns, Releases: &kube.Releases{RESTConfig: rc, Store: store}, Records: store})
 	return full, indexed
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -107,27 +108,55 @@ func (c *Cluster) Observe(ctx context.Context, wanted []string) (model.ClusterOb
 	}
 	c.seen = seen
 	obs.Workloads = c.workloads(ctx, obs.Owned)
+	var missing []string
 	for _, name := range wanted {
-		if _, ok := obs.Owned[name]; ok {
-			continue
+		if _, ok := obs.Owned[name]; !ok {
+			missing = append(missing, name)
 		}
-		live, err := c.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
-		switch {
-		case err == nil && Owned(live, c.Namespaces.Instance):
-			// Created by a deploy still running from an earlier cycle,
-			// after the list above: ours, not foreign.
-			if err := observe(NamespaceOf(live), false); err != nil {
-				return obs, err
+	}
+	if len(missing) > 0 {
+		// One list of every namespace (in pages) instead of a GET per
+		// wanted name: O(1) requests whatever the number of open PRs.
+		live, err := c.allNamespaces(ctx)
+		if err != nil {
+			return obs, err
+		}
+		for _, name := range missing {
+			ns, ok := live[name]
+			switch {
+			case !ok:
+			case Owned(ns, c.Namespaces.Instance):
+				// Created by a deploy still running from an earlier
+				// cycle, after the list above: ours, not foreign.
+				if err := observe(NamespaceOf(ns), false); err != nil {
+					return obs, err
+				}
+			default:
+				obs.Foreign[name] = true
 			}
-		case err == nil:
-			obs.Foreign[name] = true
-		case apierrors.IsNotFound(err):
-		default:
-			return obs, fmt.Errorf("checking namespace %s: %w", name, err)
 		}
 	}
 	obs.Complete = true
 	return obs, nil
+}
+
+// allNamespaces lists every namespace of the cluster, by name.
+func (c *Cluster) allNamespaces(ctx context.Context) (map[string]*corev1.Namespace, error) {
+	out := map[string]*corev1.Namespace{}
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		list, err := c.Client.CoreV1().Namespaces().List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("listing namespaces: %w", err)
+		}
+		for i := range list.Items {
+			out[list.Items[i].Name] = &list.Items[i]
+		}
+		if list.Continue == "" {
+			return out, nil
+		}
+		opts.Continue = list.Continue
+	}
 }
 
 // workloads reads, in one list across namespaces (from the API server's

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,5 +141,83 @@ func TestHTTPCacheErrorsAreMisses(t *testing.T) {
 	c.Delete("k")
 	if fmt.Sprint(ops) != "[get set delete]" {
 		t.Errorf("OnError got %v, want [get set delete]", ops)
+	}
+}
+
+// TestHTTPCacheRevalidationWritesNothing: a response stored again with the
+// same body (httpcache after a 304) writes no row; Get returns it with the
+// newer headers (its freshness); a new body is written.
+func TestHTTPCacheRevalidationWritesNothing(t *testing.T) {
+	s, url := newStore(t)
+	c := s.HTTPCache(t.Context(), HTTPCacheOptions{})
+	resp := func(date, body string) []byte {
+		return []byte("HTTP/1.1 200 OK\r\nDate: " + date + "\r\nEtag: \"abc\"\r\nCache-Control: private, max-age=60\r\n\r\n" + body)
+	}
+	page := strings.Repeat(`{"number":1}`, 5000)
+	c.Set("pulls", resp("Mon, 30 Nov 2026 10:00:00 GMT", page))
+	writes := func() (n int64, xmin string) {
+		if err := s.pool.QueryRow(t.Context(), `SELECT n_tup_ins + n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'http_cache'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.pool.QueryRow(t.Context(), `SELECT xmin::text FROM http_cache WHERE key = 'pulls'`).Scan(&xmin); err != nil {
+			t.Fatal(err)
+		}
+		return n, xmin
+	}
+	_, before := writes()
+	for i := range 10 { // ten idle cycles: each revalidates with a 304
+		c.Set("pulls", resp(fmt.Sprintf("Mon, 30 Nov 2026 10:%02d:00 GMT", i+1), page))
+	}
+	if _, after := writes(); after != before {
+		t.Errorf("revalidations rewrote the row (xmin %s → %s)", before, after)
+	}
+	got, ok := c.Get("pulls")
+	if !ok || !bytes.Contains(got, []byte("Date: Mon, 30 Nov 2026 10:10:00 GMT")) || !bytes.HasSuffix(got, []byte(page)) {
+		t.Errorf("Get after revalidation: %v, newer Date %v", ok, bytes.Contains(got, []byte("10:10:00")))
+	}
+	// A restarted process: the stored response, then revalidations write
+	// nothing either.
+	c2 := open(t, url).HTTPCache(t.Context(), HTTPCacheOptions{})
+	if v, ok := c2.Get("pulls"); !ok || !bytes.Contains(v, []byte("10:00:00")) {
+		t.Errorf("restarted Get: %v", ok)
+	}
+	c2.Set("pulls", resp("Mon, 30 Nov 2026 11:00:00 GMT", page))
+	if _, after := writes(); after != before {
+		t.Errorf("a revalidation after a restart rewrote the row")
+	}
+	// New content is written.
+	c.Set("pulls", resp("Mon, 30 Nov 2026 12:00:00 GMT", page+"x"))
+	if _, after := writes(); after == before {
+		t.Error("a changed body was not written")
+	}
+}
+
+// TestHTTPCacheEvictsInBatches: writes under the bound run no eviction; one
+// that takes the table over it evicts down to 90% in one statement.
+func TestHTTPCacheEvictsInBatches(t *testing.T) {
+	s, _ := newStore(t)
+	c := s.HTTPCache(t.Context(), HTTPCacheOptions{MaxBytes: 11000})
+	value := bytes.Repeat([]byte("x"), 100)
+	for i := range 100 {
+		c.Set(fmt.Sprint("k", i), append([]byte(fmt.Sprint(i)), value...))
+	}
+	if c.evictions != 0 {
+		t.Errorf("%d evictions for writes under the bound", c.evictions)
+	}
+	for i := 100; i < 110; i++ {
+		c.Set(fmt.Sprint("k", i), append([]byte(fmt.Sprint(i)), value...))
+	}
+	var total int64
+	if err := s.pool.QueryRow(t.Context(), `SELECT coalesce(sum(octet_length(value)), 0) FROM http_cache`).Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+	if total > 11000 || c.evictions != 1 {
+		t.Errorf("%d bytes after %d evictions; want ≤ 11000 in one eviction", total, c.evictions)
+	}
+	if _, ok := c.Get("k109"); !ok {
+		t.Error("the newest entry was evicted")
+	}
+	if _, ok := c.Get("k0"); ok {
+		t.Error("the oldest entry survived")
 	}
 }

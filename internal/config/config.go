@@ -95,7 +95,14 @@ type GitHub struct {
 	APIURL   string `yaml:"api_url"`
 	TokenEnv string `yaml:"token_env"`
 	App      *App   `yaml:"app"`
+	// CacheMaxMB bounds the HTTP cache of GitHub's answers kept in
+	// PostgreSQL, in MiB (default DefaultCacheMaxMB).
+	CacheMaxMB int `yaml:"cache_max_mb"`
 }
+
+// DefaultCacheMaxMB is github.cache_max_mb's default: room for the list
+// pages of thousands of open PRs (about 2 MB per 100 PRs).
+const DefaultCacheMaxMB = 512
 
 // App is GitHub App authentication (JWT → installation token).
 type App struct {
@@ -304,6 +311,9 @@ func (c *Config) setDefaults(getenv func(string) string) {
 	if c.MaxParallelDeploys == 0 {
 		c.MaxParallelDeploys = 4
 	}
+	if c.GitHub.CacheMaxMB == 0 {
+		c.GitHub.CacheMaxMB = DefaultCacheMaxMB
+	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 3
 	}
@@ -365,6 +375,9 @@ func (c *Config) validate(getenv func(string) string) error {
 	}
 	if u, err := url.Parse(c.GitHub.APIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		bad("github.api_url", "must be an http(s) URL such as https://api.github.com/ or https://ghe.example.com/api/v3/, got %q", c.GitHub.APIURL)
+	}
+	if c.GitHub.CacheMaxMB < 16 || c.GitHub.CacheMaxMB > 65536 {
+		bad("github.cache_max_mb", "must be between 16 and 65536 (MiB), got %d", c.GitHub.CacheMaxMB)
 	}
 	switch {
 	case c.GitHub.App != nil && c.GitHub.TokenEnv != "":

@@ -148,7 +148,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	scrub := redact.New(secrets...)
 
 	var cache httpcache.Cache
-	pg := st.HTTPCache(context.WithoutCancel(ctx), state.HTTPCacheOptions{OnError: func(op string, err error) {
+	pg := st.HTTPCache(context.WithoutCancel(ctx), state.HTTPCacheOptions{MaxBytes: int64(cfg.GitHub.CacheMaxMB) << 20, OnError: func(op string, err error) {
 		log.Warn("HTTP cache in PostgreSQL unavailable; requests go uncached", "op", op, "err", err)
 	}})
 	if o.ReadOnly {

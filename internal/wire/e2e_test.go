@@ -2,6 +2,7 @@ package wire_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -582,4 +583,51 @@ func TestAPIServerDown(t *testing.T) {
 	if err := d2.Ready(context.Background()); err != nil {
 		t.Errorf("readyz after recovery: %v", err)
 	}
+}
+
+// TestIdleCyclesWriteNothing: once every preview is Ready, idle cycles
+// write no row to PostgreSQL (records, attempts, release records, HTTP
+// cache) although every GitHub answer is revalidated (the fake's clock is
+// behind, so every cached response is stale and answered 304).
+func TestIdleCyclesWriteNothing(t *testing.T) {
+	e := e2e.New(t, "", githubfake.Options{Now: func() time.Time { return time.Now().Add(-5 * time.Minute) }})
+	d := e.Daemon(false)
+	for i := range 3 {
+		e.Open(fmt.Sprint("Idle ", i), fmt.Sprint("idle-", i), e2e.SHA(fmt.Sprint("idle-", i)))
+	}
+	e.MustRunOnce(d)
+	e.MustRunOnce(d) // the first revalidations (bodies already stored)
+	conn, err := pgx.Connect(context.Background(), e.DBURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	// A row written (inserted, updated, deleted) changes its table's set
+	// of row versions (xmin, ctid).
+	writes := func() map[string]string {
+		out := map[string]string{}
+		for _, table := range []string{"previews", "deploy_attempts", "helm_releases", "http_cache"} {
+			var v string
+			if err := conn.QueryRow(context.Background(), `SELECT count(*) || ':' || coalesce(md5(string_agg(xmin::text || ctid::text, ',' ORDER BY ctid)), '')
+				FROM `+table).Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			out[table] = v
+		}
+		return out
+	}
+	before, gh := writes(), e.GH.Counters()
+	for range 5 {
+		e.MustRunOnce(d)
+	}
+	after, gh2 := writes(), e.GH.Counters()
+	if gh2.NotModified == gh.NotModified {
+		t.Fatal("no revalidation happened: the test did not exercise it")
+	}
+	for table, v := range after {
+		if v != before[table] {
+			t.Errorf("rows of %s written in 5 idle cycles (%s → %s), want none", table, before[table], v)
+		}
+	}
+	t.Logf("5 idle cycles: %d requests, %d charged, %d answered 304", gh2.Requests-gh.Requests, gh2.Charged-gh.Charged, gh2.NotModified-gh.NotModified)
 }

@@ -68,7 +68,8 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
-func New(t *testing.T, image string) *Env {
+// New builds a test environment; gh, if given, configures the fake GitHub.
+func New(t *testing.T, image string, gh ...githubfake.Options) *Env {
 	t.Helper()
 	c := testbed.Kube(t)
 	e := &Env{T: t, Kube: c, Image: image}
@@ -88,7 +89,11 @@ func New(t *testing.T, image string) *Env {
 		}
 	})
 	e.Repo = "acme/web-" + id
-	e.GH = githubfake.NewTestServer(t, githubfake.Options{})
+	var ghOpts githubfake.Options
+	if len(gh) > 0 {
+		ghOpts = gh[0]
+	}
+	e.GH = githubfake.NewTestServer(t, ghOpts)
 	e.GH.AddTokenAs("tok-"+id, BotLogin, 5000)
 	e.GH.AddRepo(e.Repo)
 	e.DBURL = pgtest.URL(t)

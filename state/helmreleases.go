@@ -86,21 +86,27 @@ type helmDriver struct {
 func (d *helmDriver) Name() string { return "previewd-postgresql" }
 
 func (d *helmDriver) Get(key string) (release.Releaser, error) {
+	return d.one("get", `SELECT body, labels FROM helm_releases WHERE namespace = $1 AND key = $2`, key)
+}
+
+// one runs sql (a SELECT or a DELETE … RETURNING of one record by key) and
+// returns the record with its own labels (not Helm's, as the Secret driver
+// does).
+func (d *helmDriver) one(op, sql, key string) (release.Releaser, error) {
 	var (
 		body   []byte
 		labels map[string]string
 	)
-	err := d.s.pool.QueryRow(d.ctx, `SELECT body, labels FROM helm_releases WHERE namespace = $1 AND key = $2`,
-		d.ns, key).Scan(&body, &labels)
+	err := d.s.pool.QueryRow(d.ctx, sql, d.ns, key).Scan(&body, &labels)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, driver.ErrReleaseNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get: failed to get %q: %w", key, err)
+		return nil, fmt.Errorf("%s: failed to %s %q: %w", op, op, key, err)
 	}
 	r, err := decodeHelmRelease(body)
 	if err != nil {
-		return nil, fmt.Errorf("get: failed to decode %q: %w", key, err)
+		return nil, fmt.Errorf("%s: failed to decode %q: %w", op, key, err)
 	}
 	r.Labels = customLabels(labels)
 	return r, nil
@@ -198,24 +204,7 @@ func (d *helmDriver) Update(key string, rel release.Releaser) error {
 }
 
 func (d *helmDriver) Delete(key string) (release.Releaser, error) {
-	var (
-		body   []byte
-		labels map[string]string
-	)
-	err := d.s.pool.QueryRow(d.ctx, `DELETE FROM helm_releases WHERE namespace = $1 AND key = $2 RETURNING body, labels`,
-		d.ns, key).Scan(&body, &labels)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, driver.ErrReleaseNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("delete: failed to delete %q: %w", key, err)
-	}
-	r, err := decodeHelmRelease(body)
-	if err != nil {
-		return nil, fmt.Errorf("delete: failed to decode %q: %w", key, err)
-	}
-	r.Labels = customLabels(labels)
-	return r, nil
+	return d.one("delete", `DELETE FROM helm_releases WHERE namespace = $1 AND key = $2 RETURNING body, labels`, key)
 }
 
 // encodeHelmRelease returns the release, its record labels (the release's

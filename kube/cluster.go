@@ -199,9 +199,13 @@ func (c *Cluster) workloads(ctx context.Context, owned map[string]model.Namespac
 // EnsureNamespace creates the preview namespace or confirms it is ours,
 // and puts the repository's fence around it.
 func (c *Cluster) EnsureNamespace(ctx context.Context, ns, repo string, number int, fence model.Fence) error {
-	created, err := c.Namespaces.EnsureCreated(ctx, ns, repo, number)
-	if err == nil && created {
-		err = c.purgeRecords(ctx, ns)
+	created, err := c.Namespaces.EnsureCreated(ctx, ns, repo, number, fence.PodSecurity)
+	if created {
+		// Whatever else failed: records of an earlier namespace of this
+		// name must not be taken for this one's release.
+		if perr := c.purgeRecords(ctx, ns); perr != nil {
+			err = errors.Join(err, perr)
+		}
 	}
 	if err == nil {
 		err = c.Namespaces.Fence(ctx, ns, fence)
@@ -329,7 +333,7 @@ func (c *Cluster) Unlock(ctx context.Context, ns string) error {
 func (c *Cluster) Delete(ctx context.Context, ns string) error {
 	live, err := c.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil
+		return c.purgeRecords(ctx, ns) // gone: its records go too
 	}
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -128,12 +129,14 @@ func NamespaceOf(ns *corev1.Namespace) model.Namespace {
 // and pull request (ErrTerminating if it is being deleted); otherwise the
 // error wraps model.ErrNotOwned and names the label or annotation that differs.
 func (n *Namespaces) Ensure(ctx context.Context, name, repo string, number int) error {
-	_, err := n.EnsureCreated(ctx, name, repo, number)
+	_, err := n.EnsureCreated(ctx, name, repo, number, "")
 	return err
 }
 
-// EnsureCreated is Ensure, and says whether it created the namespace.
-func (n *Namespaces) EnsureCreated(ctx context.Context, name, repo string, number int) (created bool, err error) {
+// EnsureCreated is Ensure, and says whether it created the namespace. A
+// namespace it creates enforces Pod Security podSecurity from the start
+// (none when empty).
+func (n *Namespaces) EnsureCreated(ctx context.Context, name, repo string, number int, podSecurity string) (created bool, err error) {
 	if err := n.check(); err != nil {
 		return false, err
 	}
@@ -150,6 +153,9 @@ func (n *Namespaces) EnsureCreated(ctx context.Context, name, repo string, numbe
 		},
 		Annotations: map[string]string{AnnotationRepository: repo},
 	}}
+	if podSecurity != "" {
+		maps.Copy(want.Labels, psaLabels(podSecurity))
+	}
 	// Create, or inspect what is there; the namespace may vanish between
 	// the two calls (a finished deletion), hence the small loop.
 	for range 3 {
@@ -207,10 +213,23 @@ func (n *Namespaces) EnsureAccess(ctx context.Context, name string) error {
 		Subjects: []rbacv1.Subject{n.Subject},
 	}
 	_, err := n.Client.RbacV1().RoleBindings(name).Create(ctx, rb, metav1.CreateOptions{})
-	switch {
-	case apierrors.IsAlreadyExists(err):
-		return nil
-	case err != nil:
+	if apierrors.IsAlreadyExists(err) {
+		live, gerr := n.Client.RbacV1().RoleBindings(name).Get(ctx, RoleBindingName, metav1.GetOptions{})
+		if gerr != nil {
+			return fmt.Errorf("reading the binding of %s in namespace %s: %w", n.PreviewRole, name, gerr)
+		}
+		if live.RoleRef == rb.RoleRef && len(live.Subjects) == 1 && live.Subjects[0] == n.Subject {
+			return nil
+		}
+		// Bound for another role or identity (the chart's release was
+		// renamed): a roleRef cannot change, so bind again.
+		if err := n.Client.RbacV1().RoleBindings(name).Delete(ctx, RoleBindingName, metav1.DeleteOptions{
+			Preconditions: &metav1.Preconditions{UID: &live.UID}}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("replacing the outdated binding in namespace %s: %w", name, err)
+		}
+		_, err = n.Client.RbacV1().RoleBindings(name).Create(ctx, rb, metav1.CreateOptions{})
+	}
+	if err != nil {
 		return fmt.Errorf("binding %s in namespace %s: %w", n.PreviewRole, name, err)
 	}
 	n.log().Info("bound previewd's preview role in its namespace", "namespace", name, "role", n.PreviewRole)
@@ -267,6 +286,12 @@ func (n *Namespaces) Rename(ctx context.Context, name, from, to string, number i
 	}
 	live.Annotations[AnnotationRepository] = to
 	live.Labels[LabelRepository] = RepositoryLabel(to)
+	if _, ok := live.Labels[labelPSAEnforce]; !ok {
+		// Created before previewd fenced its namespaces: the admission
+		// policy lets previewd change only a namespace that enforces Pod
+		// Security; the repository's level is set by its next deploy.
+		maps.Copy(live.Labels, psaLabels(model.PodSecurityRestricted))
+	}
 	if _, err := n.Client.CoreV1().Namespaces().Update(ctx, live, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("moving namespace %s to repository %s: %w", name, to, err)
 	}

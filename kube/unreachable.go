@@ -35,12 +35,13 @@ func Unreachable(err error) bool {
 	case apierrors.IsServiceUnavailable(err), apierrors.IsServerTimeout(err), apierrors.IsTooManyRequests(err):
 		return true
 	}
+	msg := err.Error()
 	var op *net.OpError
-	if errors.As(err, &op) {
+	if errors.As(err, &op) && !strings.Contains(msg, "failed calling webhook") {
 		return true
 	}
-	msg := err.Error()
-	if strings.Contains(msg, "timed out after") { // the operation's own deadline, as Helm words it
+	if strings.Contains(msg, "timed out after") || // the operation's own deadline, as Helm words it
+		strings.Contains(msg, "failed calling webhook") { // an admission webhook down: the cluster's to fix, reported
 		return false
 	}
 	for _, s := range unreachableText {

@@ -37,6 +37,7 @@ func TestUnreachable(t *testing.T) {
 		{fmt.Errorf("waiting: %w", context.DeadlineExceeded), false},
 		{errors.New("helm operation timed out after 2m0s: i/o timeout"), false},
 		{context.Canceled, false},
+		{errors.New(`Internal error occurred: failed calling webhook "validate.example.com": Post "https://webhook.svc:443/validate": dial tcp 10.0.0.9:443: connect: connection refused`), false},
 	}
 	for _, c := range cases {
 		if got := Unreachable(c.err); got != c.want {

@@ -115,6 +115,9 @@ func (c *HTTPCache) Get(key string) ([]byte, bool) {
 	e := c.entries[key]
 	if e == nil || e.body != digest || e.size != int64(len(value)) {
 		// Written by another process, or before this one started.
+		if e != nil {
+			c.total += int64(len(value)) - e.size
+		}
 		c.entries[key] = &cacheEntry{size: int64(len(value)), body: digest}
 		return value, true
 	}
@@ -147,7 +150,10 @@ func (c *HTTPCache) Set(key string, value []byte) {
 		ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at`,
 		c.opts.Prefix+key, value)
 	if err != nil {
-		c.forget(key)
+		// The stored row (if any) is unknown now: not its size.
+		c.mu.Lock()
+		delete(c.entries, key)
+		c.mu.Unlock()
 		c.fail("set", err)
 		return
 	}

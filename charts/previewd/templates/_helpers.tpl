@@ -93,10 +93,11 @@ without it.
   resources: [namespaces]
   verbs: [get, list, create, update, delete]
 # One RoleBinding per preview namespace, to the preview role below (the
-# policy allows it only in an owned namespace, to that role, for previewd).
+# policy allows it only in an owned namespace, to that role, for previewd);
+# get and delete replace one left bound to an older role or identity.
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [rolebindings]
-  verbs: [create]
+  verbs: [create, get, delete]
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [clusterroles]
   verbs: [bind]

@@ -18,6 +18,7 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -344,9 +345,60 @@ func confined(t *testing.T, c *testbed.Cluster, sa kubernetes.Interface, saName,
 
 	// In a namespace of its own: it may bind its preview role to itself,
 	// nothing more, and may not drop the labels that make it its own.
-	mine, err := sa.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "lp-owned-", Labels: owned}}, metav1.CreateOptions{})
+	withLabels := func(extra map[string]string) map[string]string {
+		m := maps.Clone(owned)
+		maps.Copy(m, extra)
+		return m
+	}
+	restricted := map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}
+	for _, c := range []struct {
+		what, name string
+		labels     map[string]string
+	}{
+		{"a namespace of its own that allows privileged pods", "pr-lp-privileged-", withLabels(map[string]string{"pod-security.kubernetes.io/enforce": "privileged"})},
+		{"a namespace of its own without Pod Security", "pr-lp-nopsa-", owned},
+		{"a namespace of its own not named pr-…", "vault-lp-", withLabels(restricted)},
+		{"a namespace of its own with another tenant's label", "pr-lp-team-", withLabels(map[string]string{"team": "payments", "pod-security.kubernetes.io/enforce": "restricted"})},
+	} {
+		_, err = sa.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: c.name, Labels: c.labels}}, metav1.CreateOptions{})
+		refused("creating "+c.what, err)
+	}
+	mine, err := sa.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "pr-lp-owned-", Labels: withLabels(restricted)}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("creating a namespace with its labels: %v", err)
+	}
+	privileged := mine.DeepCopy()
+	privileged.Labels["pod-security.kubernetes.io/enforce"] = "privileged"
+	_, err = sa.CoreV1().Namespaces().Update(ctx, privileged, metav1.UpdateOptions{})
+	refused("letting its own namespace run privileged pods", err)
+	// With its preview role bound there (as previewd does), its only
+	// NetworkPolicy is the fence, which never opens the metadata address.
+	if _, err := sa.RbacV1().RoleBindings(mine.Name).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "previewd"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: previewRole},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: saName, Namespace: saNS}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("binding its preview role in its own namespace: %v", err)
+	}
+	waitAccess(t, c.Client, "system:serviceaccount:"+saNS+":"+saName, mine.Name,
+		rbacv1.PolicyRule{Verbs: []string{"create"}, APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}}, true)
+	egress := func(name, except string) *networkingv1.NetworkPolicy {
+		block := &networkingv1.IPBlock{CIDR: "0.0.0.0/0"}
+		if except != "" {
+			block.Except = []string{except}
+		}
+		return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: networkingv1.NetworkPolicySpec{
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+			Egress:      []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{IPBlock: block}}}}}}
+	}
+	_, err = sa.NetworkingV1().NetworkPolicies(mine.Name).Create(ctx, egress("allow-all", "169.254.169.254/32"), metav1.CreateOptions{})
+	refused("adding a NetworkPolicy of its own beside the fence", err)
+	_, err = sa.NetworkingV1().NetworkPolicies(mine.Name).Create(ctx, egress("previewd-fence", ""), metav1.CreateOptions{})
+	refused("a fence that lets the previews reach the cloud metadata address", err)
+	open := egress("previewd-fence", "")
+	open.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{}}
+	_, err = sa.NetworkingV1().NetworkPolicies(mine.Name).Create(ctx, open, metav1.CreateOptions{})
+	refused("a fence with an egress rule to anywhere", err)
+	if _, err := sa.NetworkingV1().NetworkPolicies(mine.Name).Create(ctx, egress("previewd-fence", "169.254.169.254/32"), metav1.CreateOptions{}); err != nil {
+		t.Errorf("the fence itself, the metadata address excepted: %v", err)
 	}
 	t.Cleanup(func() {
 		_ = c.Client.CoreV1().Namespaces().Delete(context.Background(), mine.Name, metav1.DeleteOptions{})

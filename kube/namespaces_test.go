@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/previewd/previewd/reconcile/model"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -395,5 +397,43 @@ func TestRenameMovesOnlyOurNamespace(t *testing.T) {
 		if after.Annotations[AnnotationRepository] != before.Annotations[AnnotationRepository] || after.Labels[LabelRepository] != before.Labels[LabelRepository] {
 			t.Errorf("refused Rename changed %s", c.name)
 		}
+	}
+}
+
+// TestEnsureAccessReplacesAnOutdatedBinding: the RoleBinding of the
+// preview role is created once; one left bound to another role (the
+// chart's release renamed) is replaced, since a roleRef cannot change.
+func TestEnsureAccessReplacesAnOutdatedBinding(t *testing.T) {
+	n, cs := newNamespaces(ownedNS("pr-web-1", "test", "acme/web", "1"))
+	n.PreviewRole = "previewd-preview"
+	n.Subject = rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: "previewd", Namespace: "previewd"}
+	cs.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		r := a.(k8stesting.CreateAction).GetObject().(*authzv1.SelfSubjectAccessReview)
+		r.Status.Allowed = true
+		return true, r, nil
+	})
+	ctx := context.Background()
+	if err := n.EnsureAccess(ctx, "pr-web-1"); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := cs.RbacV1().RoleBindings("pr-web-1").Get(ctx, RoleBindingName, metav1.GetOptions{})
+	if err != nil || rb.RoleRef.Name != "previewd-preview" || len(rb.Subjects) != 1 || rb.Subjects[0] != n.Subject {
+		t.Fatalf("binding: %+v %v", rb, err)
+	}
+	cs.ClearActions()
+	if err := n.EnsureAccess(ctx, "pr-web-1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range cs.Actions() {
+		if a.GetVerb() == "delete" {
+			t.Errorf("an up-to-date binding was replaced: %v", a)
+		}
+	}
+	n.PreviewRole = "previewd-renamed-preview"
+	if err := n.EnsureAccess(ctx, "pr-web-1"); err != nil {
+		t.Fatal(err)
+	}
+	if rb, _ := cs.RbacV1().RoleBindings("pr-web-1").Get(ctx, RoleBindingName, metav1.GetOptions{}); rb.RoleRef.Name != "previewd-renamed-preview" {
+		t.Errorf("outdated binding kept: %+v", rb.RoleRef)
 	}
 }

@@ -115,10 +115,12 @@ previewd itself (a RoleBinding created with the namespace), nowhere else.
 */}}
 {{- define "previewd.previewRules" -}}
 # charts/preview-app: Deployment. Helm 4 server-side apply: get (conflict
-# check), create + patch (apply), delete (uninstall); list: readiness wait.
+# check), create + patch (apply), delete (uninstall). (list, for the
+# readiness wait, comes from previewd's own role: one list across
+# namespaces each cycle.)
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, create, patch, delete]
 # charts/preview-app: Service (Helm: get, create + patch, delete).
 - apiGroups: [""]
   resources: [services]

@@ -474,7 +474,7 @@ func orphanKeys(obs Observation, configured map[string]RepoPolicy) []model.Key {
 	for _, ns := range obs.Cluster.Owned {
 		add(model.Key{Repo: ns.Repo, Number: ns.Number})
 	}
-	slices.SortFunc(out, func(a, b model.Key) int { return cmp.Or(cmp.Compare(a.Repo, b.Repo), cmp.Compare(a.Number, b.Number)) })
+	slices.SortFunc(out, compareKeys)
 	return out
 }
 

@@ -256,7 +256,9 @@ func (n *Namespaces) EnsureAccess(ctx context.Context, name string) error {
 // Rename moves namespace name, owned by this instance for pull request
 // number of repository from, to repository to (the same repository under
 // the name it was renamed or transferred to): its repository annotation
-// and label change, nothing else. The update carries the resourceVersion
+// and label change (and a namespace from before the fence gets Pod
+// Security restricted, which the admission policy requires of every
+// namespace previewd changes). The update carries the resourceVersion
 // that was checked. A namespace that is not this instance's, or not from's
 // for that pull request, is refused (model.ErrNotOwned); one already
 // renamed to to, or gone, is success.

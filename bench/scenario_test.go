@@ -695,7 +695,7 @@ type observeCost struct {
 }
 
 // compareObserve measures the cluster observation of one cycle as the
-// daemon did it before kube.RecordIndex (every release read and decoded)
+// daemon did it without a record index (every release read and decoded)
 // and as it does now (only changed releases), on the same namespaces.
 func compareObserve(t *testing.T, ctx context.Context, w *world, instance string, calls int) (full, indexed observeCost) {
 	t.Helper()

@@ -299,15 +299,14 @@ func (a appFailure) FailedImage() string {
 func (c *Cluster) WaitReady(ctx context.Context, ns string, timeout time.Duration) error {
 	err := WaitReady(ctx, c.Client, ns, "", timeout, WithRedact(c.redact))
 	var nr *NotReadyError
-	if errors.As(err, &nr) && nr.Reason == ReasonTimeout && Unreachable(nr.LastAPIError) && ctx.Err() == nil {
+	switch {
+	case errors.As(err, &nr) && nr.Reason == ReasonTimeout && Unreachable(nr.LastAPIError) && ctx.Err() == nil:
 		// The deadline passed while the API server could not be asked:
 		// nothing is known of the preview; not its failure.
 		return Transient(err)
-	}
-	if errors.As(err, &nr) {
+	case nr != nil:
 		return appFailure{nr}
-	}
-	if Unreachable(err) && ctx.Err() == nil {
+	case Unreachable(err) && ctx.Err() == nil:
 		return Transient(err)
 	}
 	return err

@@ -43,32 +43,14 @@ func psaLabels(level string) map[string]string {
 		labelPSAWarn: model.PodSecurityRestricted, labelPSAAudit: model.PodSecurityRestricted}
 }
 
-// Fence puts f around namespace ns (owned by this instance): its Pod
-// Security labels, then the NetworkPolicy, ResourceQuota and LimitRange
-// (server-side apply, field manager "previewd": what is applied again is
-// unchanged, what changed in f is updated). A zero Fence (no Pod Security
-// level) puts nothing.
+// Fence puts f's NetworkPolicy, ResourceQuota and LimitRange in namespace
+// ns (owned by this instance; its Pod Security labels are EnsureCreated's)
+// with server-side apply, field manager "previewd": what is applied again
+// is unchanged, what changed in f is updated. A zero Fence (no Pod
+// Security level) puts nothing.
 func (n *Namespaces) Fence(ctx context.Context, ns string, f model.Fence) error {
 	if f.PodSecurity == "" {
 		return nil
-	}
-	live, err := n.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("reading namespace %s: %w", ns, err)
-	}
-	if p := ownershipProblem(live, n.Instance); p != "" {
-		return notOwnedError(ns, n.Instance, p)
-	}
-	changed := false
-	for k, v := range psaLabels(f.PodSecurity) {
-		if live.Labels[k] != v {
-			live.Labels[k], changed = v, true
-		}
-	}
-	if changed {
-		if _, err := n.Client.CoreV1().Namespaces().Update(ctx, live, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("setting Pod Security %s on namespace %s: %w", f.PodSecurity, ns, err)
-		}
 	}
 	owned := map[string]string{LabelManagedBy: ManagedBy, LabelInstance: n.Instance}
 	apply := metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
@@ -76,11 +58,7 @@ func (n *Namespaces) Fence(ctx context.Context, ns string, f model.Fence) error 
 		return fmt.Errorf("applying the NetworkPolicy of %s: %w", ns, err)
 	}
 	if len(f.Quota) > 0 {
-		hard := corev1.ResourceList{}
-		for k, v := range f.Quota {
-			hard[corev1.ResourceName(k)] = resource.MustParse(v)
-		}
-		q := corev1ac.ResourceQuota(FenceName, ns).WithLabels(owned).WithSpec(corev1ac.ResourceQuotaSpec().WithHard(hard))
+		q := corev1ac.ResourceQuota(FenceName, ns).WithLabels(owned).WithSpec(corev1ac.ResourceQuotaSpec().WithHard(quantities(f.Quota)))
 		if _, err := n.Client.CoreV1().ResourceQuotas(ns).Apply(ctx, q, apply); err != nil {
 			return fmt.Errorf("applying the ResourceQuota of %s: %w", ns, err)
 		}

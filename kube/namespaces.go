@@ -133,9 +133,10 @@ func (n *Namespaces) Ensure(ctx context.Context, name, repo string, number int) 
 	return err
 }
 
-// EnsureCreated is Ensure, and says whether it created the namespace. A
-// namespace it creates enforces Pod Security podSecurity from the start
-// (none when empty).
+// EnsureCreated is Ensure, and says whether it created the namespace. The
+// namespace enforces Pod Security podSecurity (none when empty): one it
+// creates from the start, one that exists gets its labels updated when
+// they differ.
 func (n *Namespaces) EnsureCreated(ctx context.Context, name, repo string, number int, podSecurity string) (created bool, err error) {
 	if err := n.check(); err != nil {
 		return false, err
@@ -186,9 +187,32 @@ func (n *Namespaces) EnsureCreated(ctx context.Context, name, repo string, numbe
 		if live.DeletionTimestamp != nil {
 			return false, fmt.Errorf("namespace %s (deletion requested %s): %w", name, live.DeletionTimestamp.UTC().Format(time.RFC3339), ErrTerminating)
 		}
+		if podSecurity != "" {
+			if err := n.setPodSecurity(ctx, live, podSecurity); err != nil {
+				return false, err
+			}
+		}
 		return false, n.EnsureAccess(ctx, name)
 	}
 	return false, fmt.Errorf("creating namespace %s: it keeps being deleted and re-created concurrently", name)
+}
+
+// setPodSecurity updates the Pod Security labels of live (an owned
+// namespace) when they are not those of level.
+func (n *Namespaces) setPodSecurity(ctx context.Context, live *corev1.Namespace, level string) error {
+	changed := false
+	for k, v := range psaLabels(level) {
+		if live.Labels[k] != v {
+			live.Labels[k], changed = v, true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if _, err := n.Client.CoreV1().Namespaces().Update(ctx, live, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("setting Pod Security %s on namespace %s: %w", level, live.Name, err)
+	}
+	return nil
 }
 
 // RoleBindingName is the RoleBinding that binds PreviewRole in a preview

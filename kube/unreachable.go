@@ -36,12 +36,14 @@ func Unreachable(err error) bool {
 		return true
 	}
 	msg := err.Error()
+	if strings.Contains(msg, "failed calling webhook") { // an admission webhook down: the cluster's to fix, reported
+		return false
+	}
 	var op *net.OpError
-	if errors.As(err, &op) && !strings.Contains(msg, "failed calling webhook") {
+	if errors.As(err, &op) {
 		return true
 	}
-	if strings.Contains(msg, "timed out after") || // the operation's own deadline, as Helm words it
-		strings.Contains(msg, "failed calling webhook") { // an admission webhook down: the cluster's to fix, reported
+	if strings.Contains(msg, "timed out after") { // the operation's own deadline, as Helm words it
 		return false
 	}
 	for _, s := range unreachableText {

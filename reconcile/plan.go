@@ -378,26 +378,25 @@ func facts(obs Observation, opts Options) []Facts {
 	return out
 }
 
-// repoID is a repository's GitHub id as its open PRs report it (0 when it
-// has none).
-func repoID(ro RepoObservation) int64 {
-	for _, pr := range ro.Open {
-		if pr.RepoID != 0 {
-			return pr.RepoID
+// repoIDs are the GitHub ids of the observed repositories, as their open
+// PRs report them (a repository without open PRs is missing).
+func repoIDs(obs Observation) map[string]int64 {
+	ids := map[string]int64{}
+	for _, ro := range obs.Repos {
+		for _, pr := range ro.Open {
+			if pr.RepoID != 0 {
+				ids[ro.Repo] = pr.RepoID
+				break
+			}
 		}
 	}
-	return 0
+	return ids
 }
 
 // unrecordedIDs are the ids of configured repositories that some live
 // record of theirs does not carry.
 func unrecordedIDs(obs Observation) map[string]int64 {
-	ids := map[string]int64{}
-	for _, ro := range obs.Repos {
-		if id := repoID(ro); id != 0 {
-			ids[ro.Repo] = id
-		}
-	}
+	ids := repoIDs(obs)
 	var out map[string]int64
 	for _, p := range obs.Previews {
 		if id, ok := ids[p.Repo]; ok && p.RepoID != id && p.Status != model.StatusDeleted {
@@ -416,17 +415,13 @@ func unrecordedIDs(obs Observation) map[string]int64 {
 // under its new name. It returns them by their new key (only where the new
 // name has no live record of that PR), and their old keys.
 func renames(obs Observation, rows map[model.Key]*model.Preview, configured map[string]RepoPolicy) (map[model.Key]*model.Preview, map[model.Key]bool) {
-	var byID map[int64]string
-	for _, ro := range obs.Repos {
-		if id := repoID(ro); id != 0 {
-			if byID == nil {
-				byID = map[int64]string{}
-			}
-			byID[id] = ro.Repo
-		}
-	}
-	if byID == nil {
+	ids := repoIDs(obs)
+	if len(ids) == 0 {
 		return nil, nil
+	}
+	byID := make(map[int64]string, len(ids))
+	for repo, id := range ids {
+		byID[id] = repo
 	}
 	renamed, moving := map[model.Key]*model.Preview{}, map[model.Key]bool{}
 	for i := range obs.Previews {

@@ -33,6 +33,9 @@ type Store struct {
 	pool *pgxpool.Pool
 }
 
+// pingAfterIdle: a pooled connection idle this long is pinged before use.
+const pingAfterIdle = 10 * time.Millisecond
+
 // Open connects to the database at url (a postgres:// URL or keyword/value
 // string) and checks that it answers. It does not migrate: call Migrate.
 func Open(ctx context.Context, url string) (*Store, error) {
@@ -62,6 +65,11 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		}
 		return nil
 	}
+	// A connection idle for a moment is pinged before it is used, so that
+	// after PostgreSQL dropped every session (a restart, a failover) the
+	// dead ones are replaced on acquire instead of failing one query (and
+	// one cycle) each. pgx's default pings only after a second idle.
+	cfg.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool { return p.IdleDuration >= pingAfterIdle }
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening database pool: %w", err)

@@ -663,6 +663,37 @@ func TestConnectionLossIsAnError(t *testing.T) {
 	}
 }
 
+// TestLostConnectionsAreReplacedBeforeUse: after PostgreSQL dropped every
+// session (a restart), the next calls get live connections: the dead idle
+// ones are replaced on acquire, not handed out to fail one call each.
+func TestLostConnectionsAreReplacedBeforeUse(t *testing.T) {
+	s, url := newStore(t)
+	ctx := t.Context()
+	key := model.Key{Repo: "acme/web", Number: 17}
+	mustObserve(t, s, key, "aaa", at(0))
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { _, _, _ = s.Get(ctx, key) })
+	}
+	wg.Wait()
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	var killed int
+	if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&killed); err != nil || killed < 2 {
+		t.Fatalf("terminated %d backends (%v), want the pool's", killed, err)
+	}
+	time.Sleep(2 * pingAfterIdle)
+	for i := range 6 {
+		if _, _, err := s.Get(ctx, key); err != nil {
+			t.Fatalf("call %d after the sessions were dropped: %v", i, err)
+		}
+	}
+}
+
 func TestOpenUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
